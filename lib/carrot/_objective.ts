@@ -1,0 +1,104 @@
+/**
+ * The weighted, L2-regularised softmax head objective and its derivatives (private to `lib/carrot/`).
+ *
+ *   J(W; α) = Σ_i α_i ℓ_i(W) + (λ/2)‖W‖²_F,   ℓ_i = logsumexp(W h_i) − (W h_i)_{y_i},   h_i = [x_i; 1]
+ *   ∇J     = Σ_i α_i (p_i − e_{y_i}) h_iᵀ + λW
+ *   H V    = Σ_i α_i [(diag p_i − p_i p_iᵀ) V h_i] h_iᵀ + λV
+ *
+ * W is `[K, d+1]` with the bias in the last column. The constant column is never materialised: logits are
+ * X Wₓᵀ + b and gradients split into Rᵀ X and the column sums of R, so memory stays O(nK + Kd) beyond X.
+ * Every product uses explicit transposes: tfjs-wasm runs `matMul` with transpose flags ~25× slower.
+ */
+import * as tf from "@tensorflow/tfjs";
+
+/** The data of one head problem, as tensors ready for the objective. */
+export interface HeadProblem {
+  features: tf.Tensor2D; // [n, d]
+  oneHot: tf.Tensor2D; // [n, K]
+  alpha: tf.Tensor2D; // [n, 1]
+  lambda: number;
+}
+
+/** Builds the one-hot and α tensors; the caller disposes them with `disposeProblem`. */
+export function makeProblem(
+  features: tf.Tensor2D,
+  labels: Int32Array,
+  alpha: Float32Array,
+  numClasses: number,
+  lambda: number,
+): HeadProblem {
+  return tf.tidy(() => ({
+    features,
+    oneHot: tf.oneHot(tf.tensor1d(labels, "int32"), numClasses).toFloat() as tf.Tensor2D,
+    alpha: tf.tensor2d(alpha, [alpha.length, 1]),
+    lambda,
+  }));
+}
+
+/** Frees the tensors `makeProblem` created (not the features). */
+export function disposeProblem(problem: HeadProblem): void {
+  problem.oneHot.dispose();
+  problem.alpha.dispose();
+}
+
+/** z = W [x; 1] for every row: `[n, K]`. */
+export function logits(weights: tf.Tensor2D, features: tf.Tensor2D): tf.Tensor2D {
+  return tf.tidy(() => {
+    const d = features.shape[1];
+    const [wx, b] = tf.split(weights, [d, 1], 1);
+    return tf.add(tf.matMul(features, wx.transpose()), b.reshape([1, -1])) as tf.Tensor2D;
+  });
+}
+
+/** Σ_i r_i h_iᵀ = [Rᵀ X, Rᵀ 1] for a residual matrix R `[n, K]`: `[K, d+1]`. */
+export function residualOuter(residual: tf.Tensor2D, features: tf.Tensor2D): tf.Tensor2D {
+  return tf.tidy(() =>
+    tf.concat(
+      [tf.matMul(residual.transpose(), features), tf.sum(residual, 0).reshape([-1, 1])],
+      1,
+    ) as tf.Tensor2D
+  );
+}
+
+/** J(W; α) as a scalar tensor and ∇J `[K, d+1]`. */
+export function objectiveAndGradient(
+  problem: HeadProblem,
+  weights: tf.Tensor2D,
+): { value: tf.Scalar; gradient: tf.Tensor2D } {
+  return tf.tidy(() => {
+    const z = logits(weights, problem.features);
+    const logP = tf.logSoftmax(z);
+    const loss = tf.neg(tf.sum(tf.mul(problem.oneHot, logP), 1, true)); // [n, 1]
+    const regulariser = tf.mul(0.5 * problem.lambda, tf.sum(tf.square(weights)));
+    const value = tf.add(tf.sum(tf.mul(problem.alpha, loss)), regulariser) as tf.Scalar;
+    const residual = tf.mul(problem.alpha, tf.sub(tf.exp(logP), problem.oneHot)) as tf.Tensor2D;
+    const gradient = tf.add(
+      residualOuter(residual, problem.features),
+      tf.mul(problem.lambda, weights),
+    ) as tf.Tensor2D;
+    return { value, gradient };
+  });
+}
+
+/** ∇J at W = 0 (p_i uniform), the scale the relative stopping criterion is measured against. */
+export function gradientAtZero(problem: HeadProblem): tf.Tensor2D {
+  return tf.tidy(() => {
+    const k = problem.oneHot.shape[1];
+    const residual = tf.mul(problem.alpha, tf.sub(tf.scalar(1 / k), problem.oneHot)) as tf.Tensor2D;
+    return residualOuter(residual, problem.features);
+  });
+}
+
+/** H V for the weighted head (exact: for softmax cross-entropy with a linear head Gauss–Newton = Hessian). */
+export function hessianVectorProductAt(
+  problem: HeadProblem,
+  probabilities: tf.Tensor2D,
+  v: tf.Tensor2D,
+): tf.Tensor2D {
+  return tf.tidy(() => {
+    const zv = logits(v, problem.features); // [n, K]: V h_i
+    const pzv = tf.mul(probabilities, zv);
+    const r = tf.mul(problem.alpha, tf.sub(pzv, tf.mul(probabilities, tf.sum(pzv, 1, true)))) as tf.Tensor2D;
+    return tf.add(residualOuter(r, problem.features), tf.mul(problem.lambda, v)) as tf.Tensor2D;
+  });
+}
