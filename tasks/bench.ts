@@ -8,11 +8,15 @@ import { type BackendPreference, releaseBackend, selectBackend } from "../lib/ba
 import { log } from "../lib/progress.ts";
 import { benchHead } from "../bench/head.ts";
 
-const suites: Record<string, () => Promise<void>> = { head: benchHead };
+const suites: Record<string, (options: { dump?: string }) => Promise<void>> = { head: benchHead };
 
 const { values, positionals } = parseArgs({
   args: Deno.args,
-  options: { backend: { type: "string", default: "auto" }, help: { type: "boolean", default: false } },
+  options: {
+    backend: { type: "string", default: "auto" },
+    dump: { type: "string" },
+    help: { type: "boolean", default: false },
+  },
   allowPositionals: true,
 });
 if (values.help) {
@@ -30,7 +34,7 @@ await selectBackend(values.backend as BackendPreference);
 try {
   for (const name of positionals.length ? positionals : Object.keys(suites)) {
     log(`== ${name} ==`);
-    await suites[name]();
+    await suites[name]({ dump: values.dump });
   }
 } finally {
   releaseBackend();

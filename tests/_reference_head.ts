@@ -13,6 +13,8 @@ export interface Problem64 {
   numClasses: number;
 }
 
+import { choleskySolve } from "../lib/carrot/_linalg.ts";
+
 const withOne = (x: Float64Array) => Float64Array.from([...x, 1]);
 
 /** Softmax probabilities of W h (W flat, row-major [K, d+1]). */
@@ -72,34 +74,6 @@ export function hessian64(problem: Problem64, w: Float64Array): Float64Array {
   return hess;
 }
 
-/** Solves A x = b for symmetric positive definite A [P, P] by Cholesky. */
-export function choleskySolve(a: Float64Array, b: Float64Array): Float64Array {
-  const n = b.length, l = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) {
-    for (let j = 0; j <= i; j++) {
-      let s = a[i * n + j];
-      for (let k = 0; k < j; k++) s -= l[i * n + k] * l[j * n + k];
-      if (i === j) {
-        if (!(s > 0)) throw new RangeError("choleskySolve: matrix is not positive definite");
-        l[i * n + i] = Math.sqrt(s);
-      } else l[i * n + j] = s / l[j * n + j];
-    }
-  }
-  const z = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    let s = b[i];
-    for (let k = 0; k < i; k++) s -= l[i * n + k] * z[k];
-    z[i] = s / l[i * n + i];
-  }
-  const x = new Float64Array(n);
-  for (let i = n - 1; i >= 0; i--) {
-    let s = z[i];
-    for (let k = i + 1; k < n; k++) s -= l[k * n + i] * x[k];
-    x[i] = s / l[i * n + i];
-  }
-  return x;
-}
-
 /** Damped Newton from W = 0 to ‖∇J‖ ≤ 1e-12·max(1, ‖∇J(0)‖): the float64 minimiser W* (flat). */
 export function fitHead64(problem: Problem64): Float64Array {
   const size = problem.numClasses * (problem.x[0].length + 1);
@@ -107,7 +81,7 @@ export function fitHead64(problem: Problem64): Float64Array {
   let { value, gradient } = objective64(problem, w);
   const stop = 1e-12 * Math.max(1, Math.hypot(...gradient));
   for (let iteration = 0; iteration < 100 && Math.hypot(...gradient) > stop; iteration++) {
-    const step = choleskySolve(hessian64(problem, w), gradient);
+    const step = choleskySolve(hessian64(problem, w), size, gradient);
     for (let t = 1; t > 1e-10; t /= 2) {
       const trial = w.map((v, q) => v - t * step[q]);
       const next = objective64(problem, trial);

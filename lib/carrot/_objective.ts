@@ -89,16 +89,30 @@ export function gradientAtZero(problem: HeadProblem): tf.Tensor2D {
   });
 }
 
-/** H V for the weighted head (exact: for softmax cross-entropy with a linear head Gauss–Newton = Hessian). */
-export function hessianVectorProductAt(
+/**
+ * H V for a batch of directions V `[b, K, d+1]` at the probabilities P `[n, K]` of the current W (exact: for
+ * softmax cross-entropy with a linear head the Gauss–Newton matrix is the Hessian):
+ *   (H V)_j = Σ_i α_i [(diag p_i − p_i p_iᵀ) V_j h_i] h_iᵀ + λ V_j.
+ * The b directions share two 2-D products ([n, d]·[d, bK] and [bK, n]·[n, d]), so block solvers cost little more
+ * than single ones.
+ */
+export function hessianVectorProductBatch(
   problem: HeadProblem,
   probabilities: tf.Tensor2D,
-  v: tf.Tensor2D,
-): tf.Tensor2D {
+  v: tf.Tensor3D,
+): tf.Tensor3D {
   return tf.tidy(() => {
-    const zv = logits(v, problem.features); // [n, K]: V h_i
-    const pzv = tf.mul(probabilities, zv);
-    const r = tf.mul(problem.alpha, tf.sub(pzv, tf.mul(probabilities, tf.sum(pzv, 1, true)))) as tf.Tensor2D;
-    return tf.add(residualOuter(r, problem.features), tf.mul(problem.lambda, v)) as tf.Tensor2D;
+    const [b, k, width] = v.shape;
+    const n = problem.features.shape[0];
+    const zv = logits(v.reshape([b * k, width]) as tf.Tensor2D, problem.features).reshape([n, b, k]); // V_j h_i
+    const p = probabilities.reshape([n, 1, k]);
+    const pzv = tf.mul(p, zv);
+    const r = tf.mul(problem.alpha.reshape([n, 1, 1]), tf.sub(pzv, tf.mul(p, tf.sum(pzv, 2, true))));
+    const outer = residualOuter(r.reshape([n, b * k]) as tf.Tensor2D, problem.features).reshape([
+      b,
+      k,
+      width,
+    ]);
+    return tf.add(outer, tf.mul(problem.lambda, v)) as tf.Tensor3D;
   });
 }

@@ -1,0 +1,421 @@
+/**
+ * Theorem B: the implicit gradient of the validation loss with respect to the training weights α.
+ *
+ * W*(α) minimises J(W; α) = Σ_i α_i ℓ_i(W) + (λ/2)‖W‖²_F, which is λ-strongly convex, so W* is unique and
+ * differentiable. Differentiating the stationarity condition ∇_W J(W*(α); α) = 0 in α_i gives
+ * H · ∂_{α_i}W* = −∇_W ℓ_i, hence
+ *   g_i = ∂L_val/∂α_i = −∇_W L_valᵀ H⁻¹ ∇_W ℓ_i = −(p_i − e_{y_i})ᵀ S h_i,   S = H⁻¹ ∇_W L_val,
+ * with H = Σ_i α_i (diag p_i − p_i p_iᵀ) ⊗ h_i h_iᵀ + λI (exact: for softmax cross-entropy with a linear head the
+ * Gauss–Newton matrix is the Hessian). One solve gives all n entries.
+ *
+ * Sign convention (used throughout CARROT): g_i > 0 means up-weighting training point i *increases* the
+ * validation loss (i is harmful); removing i (α_i → 0) changes L_val by ≈ −α_i g_i to first order.
+ * Test-point influence follows the same convention: I(i, x) = ∂ℓ_x/∂α_i, negative = i helps x.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { checkLabels, type LabeledFeatures } from "./labeled_features.ts";
+import { type HeadFit, headProbabilities, problemOf } from "./head.ts";
+import {
+  disposeProblem,
+  type HeadProblem,
+  hessianVectorProductBatch,
+  logits,
+  residualOuter,
+} from "./_objective.ts";
+import { blockConjugateGradient } from "./_cg.ts";
+import { choleskySolve, symmetricEigen } from "./_linalg.ts";
+
+/** The Hessian of the fit on its training split as an operator: H V for V `[b, K, d+1]`. */
+export interface HessianOperator {
+  apply(v: tf.Tensor3D): tf.Tensor3D;
+  /** P `[n, K]` at W*. */
+  probabilities: tf.Tensor2D;
+  problem: HeadProblem;
+  dispose(): void;
+}
+
+/** H (plus `damping`·I) at the fit, matrix-free; the caller disposes it. */
+export function hessianOperator(fit: HeadFit, train: LabeledFeatures, damping = 0): HessianOperator {
+  checkSplit(fit, train, "train");
+  if (train.features.shape[0] !== fit.alpha.length) {
+    throw new RangeError(
+      `influence: the fit has ${fit.alpha.length} weights α but train has ${train.features.shape[0]} rows`,
+    );
+  }
+  const problem = problemOf(fit, train);
+  const probabilities = headProbabilities(fit, train.features);
+  return {
+    probabilities,
+    problem,
+    apply: (v) =>
+      tf.tidy(() => {
+        const hv = hessianVectorProductBatch(problem, probabilities, v);
+        return damping > 0 ? tf.add(hv, tf.mul(damping, v)) : hv;
+      }),
+    dispose: () => {
+      probabilities.dispose();
+      disposeProblem(problem);
+    },
+  };
+}
+
+function checkSplit(fit: HeadFit, data: LabeledFeatures, what: string): void {
+  if (data.features.shape[1] + 1 !== fit.weights.shape[1]) {
+    throw new RangeError(
+      `influence: ${what} features have dim ${data.features.shape[1]}, the head expects ${
+        fit.weights.shape[1] - 1
+      }`,
+    );
+  }
+  checkLabels(data, fit.numClasses, what);
+}
+
+/**
+ * H V for the weighted head at the fit: Σ_i α_i [(diag p_i − p_i p_iᵀ) V h_i] h_iᵀ + λV, for V `[K, d+1]` or a
+ * batch `[b, K, d+1]`; O(n K d b), never materialising H.
+ */
+export function hessianVectorProduct<T extends tf.Tensor2D | tf.Tensor3D>(
+  fit: HeadFit,
+  train: LabeledFeatures,
+  v: T,
+): T {
+  const operator = hessianOperator(fit, train);
+  try {
+    return tf.tidy(() => {
+      const batch = v.rank === 2 ? v.expandDims(0) as tf.Tensor3D : v as tf.Tensor3D;
+      const hv = operator.apply(batch);
+      return (v.rank === 2 ? hv.squeeze([0]) : hv) as T;
+    });
+  } finally {
+    operator.dispose();
+  }
+}
+
+/**
+ * The dense Hessian H `[K(d+1), K(d+1)]` (row-major vec(W), index k(d+1) + j) for small problems (K(d+1) ≤ 2000):
+ * H = blockdiag_k(H̃ᵀ diag(α ∘ p_·k) H̃) − GᵀG + λI with G_i = √α_i (p_i ⊗ h_i). Used as the reference path.
+ */
+export function exactHessian(fit: HeadFit, train: LabeledFeatures): tf.Tensor2D {
+  const k = fit.numClasses, width = fit.weights.shape[1], size = k * width, n = train.features.shape[0];
+  if (size > 2000) throw new RangeError(`exactHessian: K(d+1) = ${size} > 2000; use the matrix-free CG path`);
+  checkSplit(fit, train, "train");
+  return tf.tidy(() => {
+    const h = tf.concat([train.features, tf.ones([n, 1])], 1); // [n, D]
+    const p = headProbabilities(fit, train.features); // [n, K]
+    const alpha = tf.tensor2d(fit.alpha, [n, 1]);
+    const blocks = tf.unstack(tf.mul(alpha, p), 1).map((w) =>
+      tf.matMul(tf.mul(h, w.reshape([n, 1])).transpose(), h)
+    );
+    const rows = blocks.map((block, c) =>
+      tf.concat([tf.zeros([width, c * width]), block, tf.zeros([width, (k - c - 1) * width])], 1)
+    );
+    const g = tf.mul(
+      tf.sqrt(alpha),
+      tf.mul(p.reshape([n, k, 1]), h.reshape([n, 1, width])).reshape([n, size]),
+    );
+    const dense = tf.sub(tf.concat(rows, 0), tf.matMul(g.transpose(), g));
+    return tf.add(dense, tf.mul(fit.lambda, tf.eye(size))) as tf.Tensor2D;
+  });
+}
+
+/** Options of `validationAlphaGradient`. */
+export interface AlphaGradientOptions {
+  /** CG relative residual tolerance ‖H s − ∇L_val‖ ≤ tol‖∇L_val‖ (default 1e-6). */
+  tol?: number;
+  /** CG iteration cap (default K(d+1)). */
+  maxIter?: number;
+  /** Damping δ ≥ 0: solve (H + δI) s = ∇L_val instead (default 0, the exact Theorem B). */
+  damping?: number;
+  /** "cg" (matrix-free, default) or "exact" (dense Cholesky in float64, K(d+1) ≤ 2000). */
+  solver?: "cg" | "exact";
+}
+
+/** g = ∂L_val/∂α with the solver's diagnostics. */
+export interface AlphaGradientResult {
+  /** g_i = ∂L_val/∂α_i `[n]`; > 0 means point i is harmful to the validation loss. */
+  gradient: Float32Array;
+  /** L_val(W*) = mean_j CE(W* h_j, y_j), unweighted. */
+  valLoss: number;
+  cgIterations: number;
+  /** ‖H s − ∇L_val‖ / ‖∇L_val‖ at the end of CG (0 for the exact solver). */
+  cgResidual: number;
+  /** The relative residual after each CG iteration. */
+  residualHistory: number[];
+  /** Ritz estimates of λ_min(H), λ_max(H) from the CG coefficients (λ_min ≥ λ in exact arithmetic). */
+  eigenvalueEstimates: { min: number; max: number };
+  damping: number;
+  /** −α_i g_i: the first-order prediction of L_val(α with α_i = 0) − L_val(α). */
+  predictedLooChange(i: number): number;
+}
+
+/** ∇_W of the mean cross-entropy over `data` `[K, d+1]` and the mean loss itself. */
+export function meanLossGradient(
+  fit: HeadFit,
+  data: LabeledFeatures,
+): { gradient: tf.Tensor2D; loss: tf.Scalar } {
+  return tf.tidy(() => {
+    const m = data.features.shape[0];
+    const z = logits(fit.weights, data.features);
+    const y = tf.oneHot(tf.tensor1d(data.labels, "int32"), fit.numClasses).toFloat();
+    const logP = tf.logSoftmax(z);
+    const loss = tf.div(tf.neg(tf.sum(tf.mul(y, logP))), m) as tf.Scalar;
+    const residual = tf.div(tf.sub(tf.exp(logP), y), m) as tf.Tensor2D;
+    return { gradient: residualOuter(residual, data.features), loss };
+  });
+}
+
+/** Solves (H + δI) S = B for B `[b, K, d+1]` by CG or by the dense float64 Cholesky path. */
+async function solveHessian(
+  operator: HessianOperator,
+  fit: HeadFit,
+  train: LabeledFeatures,
+  rhs: tf.Tensor3D,
+  options: AlphaGradientOptions,
+) {
+  if (options.solver === "exact") {
+    const dense = exactHessian(fit, train);
+    const size = dense.shape[0], b = rhs.shape[0];
+    const a = Float64Array.from(await dense.data());
+    dense.dispose();
+    for (let q = 0; q < size; q++) a[q * size + q] += options.damping ?? 0;
+    const right = await rhs.data();
+    const flat = new Float64Array(size * b); // [size, b]
+    for (let j = 0; j < b; j++) for (let q = 0; q < size; q++) flat[q * b + j] = right[j * size + q];
+    const x = choleskySolve(a, size, flat, b);
+    const solution = new Float32Array(size * b);
+    for (let j = 0; j < b; j++) for (let q = 0; q < size; q++) solution[j * size + q] = x[q * b + j];
+    return {
+      solution: tf.tensor3d(solution, rhs.shape),
+      iterations: 0,
+      relativeResiduals: new Float64Array(b),
+      residualHistory: [],
+      eigenvalueEstimates: { min: NaN, max: NaN },
+    };
+  }
+  return await blockConjugateGradient((v) => operator.apply(v as tf.Tensor3D), rhs, {
+    tol: options.tol ?? 1e-6,
+    maxIter: options.maxIter,
+  });
+}
+
+/**
+ * g = ∂L_val/∂α for every training point with one solve s = H⁻¹ ∇_W L_val (CG with exact Hessian-vector
+ * products, each O(nKd); or dense Cholesky for small problems), then g_i = −(p_i − e_{y_i})ᵀ S h_i.
+ * α and λ are the fit's; `train` must be the split the head was fitted on.
+ */
+export async function validationAlphaGradient(
+  fit: HeadFit,
+  train: LabeledFeatures,
+  val: LabeledFeatures,
+  options: AlphaGradientOptions = {},
+): Promise<AlphaGradientResult> {
+  checkSplit(fit, val, "val");
+  const damping = options.damping ?? 0;
+  if (!(damping >= 0)) throw new RangeError(`validationAlphaGradient: damping must be ≥ 0, got ${damping}`);
+  const operator = hessianOperator(fit, train, options.solver === "exact" ? 0 : damping);
+  const { gradient: valGradient, loss } = meanLossGradient(fit, val);
+  try {
+    const rhs = valGradient.expandDims(0) as tf.Tensor3D;
+    const solved = await solveHessian(operator, fit, train, rhs, { ...options, damping });
+    rhs.dispose();
+    const g = tf.tidy(() => {
+      const s = (solved.solution as tf.Tensor3D).squeeze([0]) as tf.Tensor2D;
+      const residual = tf.sub(operator.probabilities, operator.problem.oneHot); // p_i − e_{y_i}
+      return tf.neg(tf.sum(tf.mul(residual, logits(s, train.features)), 1));
+    });
+    solved.solution.dispose();
+    const gradient = (await g.data()) as Float32Array;
+    g.dispose();
+    const alpha = fit.alpha;
+    return {
+      gradient,
+      valLoss: (await loss.data())[0],
+      cgIterations: solved.iterations,
+      cgResidual: solved.relativeResiduals[0],
+      residualHistory: solved.residualHistory,
+      eigenvalueEstimates: solved.eigenvalueEstimates,
+      damping,
+      predictedLooChange: (i: number) => -alpha[i] * gradient[i],
+    };
+  } finally {
+    tf.dispose([valGradient, loss]);
+    operator.dispose();
+  }
+}
+
+/** Per-test-point influence: I(i, x) = ∂ℓ_x/∂α_i = −∇ℓ_xᵀ H⁻¹ ∇ℓ_i; negative = i helps x. */
+export interface TestInfluence {
+  /** The test point's own loss ℓ_x at W*. */
+  loss: number;
+  /** The top-K training points that most reduce ℓ_x when up-weighted (most negative I), most helpful first. */
+  proponents: { index: number; influence: number }[];
+  /** The top-K training points that most increase ℓ_x (most positive I), most harmful first. */
+  opponents: { index: number; influence: number }[];
+}
+
+/** Options of `testInfluence`. */
+export interface TestInfluenceOptions {
+  /** Proponents and opponents per test point (default 10). */
+  topK?: number;
+  /**
+   * "exact": block-CG over test points, per block of b points one CG solve (H S_x = ∇ℓ_x, each iteration one
+   * batched HVP, O(n K d b)) then scoring O(n K d b). "ekfac": eigenvalue-corrected Kronecker factorisation
+   * H ≈ (Q_A ⊗ Q_C) Λ (Q_A ⊗ Q_C)ᵀ + λI — two eigendecompositions (K×K, (d+1)×(d+1)) once, then each
+   * inverse-HVP is two small products per test point. Default "exact".
+   */
+  method?: "exact" | "ekfac";
+  /** Test points per block (default 64). */
+  blockSize?: number;
+  /** CG tolerance and cap (exact method). */
+  tol?: number;
+  maxIter?: number;
+  /** Receives each block's full score matrix I `[n, b]` (row-major, train-major), e.g. to stream it to disk. */
+  onBlock?: (start: number, scores: Float32Array, blockSize: number) => void | Promise<void>;
+}
+
+/** The inverse-HVP approximation of the eigenvalue-corrected Kronecker factorisation (EK-FAC, George et al. 2018). */
+export interface KroneckerInverse {
+  /** ≈ H⁻¹ V for V `[b, K, d+1]`. */
+  apply(v: tf.Tensor3D): tf.Tensor3D;
+  dispose(): void;
+}
+
+/**
+ * Builds the EK-FAC inverse of H at the fit: A = Σ α_i (diag p_i − p_i p_iᵀ) (K×K) and C = Σ α_i h_i h_iᵀ
+ * ((d+1)×(d+1)) give the Kronecker eigenbasis Q_A ⊗ Q_C; the eigenvalues are then corrected to the exact
+ * diagonal of H in that basis, Λ_ab = Σ_i α_i (u_aᵀ A_i u_a)(v_bᵀ h_i)², so H⁻¹ ≈ Q (Λ + λ)⁻¹ Qᵀ.
+ */
+export async function kroneckerInverse(fit: HeadFit, train: LabeledFeatures): Promise<KroneckerInverse> {
+  checkSplit(fit, train, "train");
+  const k = fit.numClasses, n = train.features.shape[0], width = fit.weights.shape[1];
+  const [aFactor, cFactor] = tf.tidy(() => {
+    const p = headProbabilities(fit, train.features);
+    const alpha = tf.tensor2d(fit.alpha, [n, 1]);
+    const ap = tf.mul(alpha, p);
+    const a = tf.sub(tf.diag(tf.sum(ap, 0)), tf.matMul(ap.transpose(), p));
+    const h = tf.concat([train.features, tf.ones([n, 1])], 1);
+    return [a, tf.matMul(tf.mul(alpha, h).transpose(), h)];
+  });
+  const eigenA = symmetricEigen(Float64Array.from(await aFactor.data()), k);
+  const eigenC = symmetricEigen(Float64Array.from(await cFactor.data()), width);
+  tf.dispose([aFactor, cFactor]);
+  const qa = tf.tensor2d(Float32Array.from(eigenA.vectors), [k, k]);
+  const qc = tf.tensor2d(Float32Array.from(eigenC.vectors), [width, width]);
+  const denominator = tf.tidy(() => {
+    const p = headProbabilities(fit, train.features); // [n, K]
+    const alpha = tf.tensor2d(fit.alpha, [n, 1]);
+    const quadratic = tf.sub(tf.matMul(p, tf.square(qa)), tf.square(tf.matMul(p, qa))); // u_aᵀ A_i u_a  [n, K]
+    const projected = tf.square(
+      tf.add(
+        tf.matMul(train.features, qc.slice([0, 0], [width - 1, width])),
+        qc.slice([width - 1, 0], [1, width]),
+      ),
+    ); // (v_bᵀ h_i)²  [n, D]
+    return tf.add(tf.matMul(tf.mul(alpha, quadratic).transpose(), projected), fit.lambda); // [K, D]
+  });
+  const qaT = tf.tidy(() => qa.transpose()), qcT = tf.tidy(() => qc.transpose());
+  return {
+    apply: (v) =>
+      tf.tidy(() => {
+        const b = v.shape[0];
+        // Ṽ = Q_Aᵀ V Q_C per direction, as 2-D products: rows of V are [b·K, D]
+        const right = tf.matMul(v.reshape([b * k, width]), qc).reshape([b, k, width]);
+        const left = tf.matMul(qaT, right.transpose([1, 0, 2]).reshape([k, b * width])).reshape([
+          k,
+          b,
+          width,
+        ]);
+        const scaled = tf.div(left, denominator.reshape([k, 1, width]));
+        const back = tf.matMul(qa, scaled.reshape([k, b * width])).reshape([k, b, width]).transpose([
+          1,
+          0,
+          2,
+        ]);
+        return tf.matMul(back.reshape([b * k, width]), qcT).reshape([b, k, width]) as tf.Tensor3D;
+      }),
+    dispose: () => tf.dispose([qa, qc, qaT, qcT, denominator]),
+  };
+}
+
+/**
+ * For every test point x, the influence of every training point on ℓ_x and its top-K proponents and opponents;
+ * streams over blocks of test points (memory O(n · blockSize)). See `TestInfluenceOptions.method` for the cost.
+ */
+export async function testInfluence(
+  fit: HeadFit,
+  train: LabeledFeatures,
+  test: LabeledFeatures,
+  options: TestInfluenceOptions = {},
+): Promise<TestInfluence[]> {
+  checkSplit(fit, test, "test");
+  const n = train.features.shape[0],
+    t = test.features.shape[0],
+    k = fit.numClasses,
+    width = fit.weights.shape[1];
+  const topK = Math.min(options.topK ?? 10, n), blockSize = options.blockSize ?? 64;
+  const operator = hessianOperator(fit, train);
+  const approximation = options.method === "ekfac" ? await kroneckerInverse(fit, train) : undefined;
+  const trainResidual = tf.tidy(() => tf.sub(operator.probabilities, operator.problem.oneHot)); // [n, K]
+  const out: TestInfluence[] = [];
+  try {
+    for (let start = 0; start < t; start += blockSize) {
+      const b = Math.min(blockSize, t - start);
+      const block = {
+        features: tf.tidy(() => test.features.slice([start, 0], [b, -1])),
+        labels: test.labels.subarray(start, start + b),
+      };
+      // per-sample gradients ∇ℓ_x = (p_x − e_{y_x}) h_xᵀ as a batch [b, K, D], and the losses ℓ_x
+      const { grads, losses } = tf.tidy(() => {
+        const z = logits(fit.weights, block.features);
+        const y = tf.oneHot(tf.tensor1d(block.labels, "int32"), k).toFloat();
+        const r = tf.sub(tf.softmax(z), y); // [b, K]
+        const h = tf.concat([block.features, tf.ones([b, 1])], 1); // [b, D]
+        return {
+          grads: tf.mul(r.reshape([b, k, 1]), h.reshape([b, 1, width])) as tf.Tensor3D,
+          losses: tf.neg(tf.sum(tf.mul(y, tf.logSoftmax(z)), 1)),
+        };
+      });
+      let solution: tf.Tensor3D;
+      if (approximation) solution = approximation.apply(grads);
+      else {
+        const solved = await blockConjugateGradient((v) => operator.apply(v as tf.Tensor3D), grads, {
+          tol: options.tol ?? 1e-6,
+          maxIter: options.maxIter,
+        });
+        solution = solved.solution as tf.Tensor3D;
+      }
+      // I(i, x) = −(p_i − e_{y_i})ᵀ S_x h_i for all i: one product [n, d]·[d, bK]
+      const scores = tf.tidy(() => {
+        const sh = logits(solution.reshape([b * k, width]) as tf.Tensor2D, train.features).reshape([n, b, k]);
+        return tf.neg(tf.sum(tf.mul(sh, trainResidual.reshape([n, 1, k])), 2)) as tf.Tensor2D; // [n, b]
+      });
+      const ranked = tf.tidy(() => {
+        const byTest = scores.transpose();
+        const low = tf.topk(tf.neg(byTest), topK), high = tf.topk(byTest, topK);
+        return [tf.neg(low.values), low.indices, high.values, high.indices];
+      });
+      const [lowValues, lowIndices, highValues, highIndices, lossValues] = await Promise.all(
+        [...ranked, losses].map((x) => x.data()),
+      );
+      if (options.onBlock) await options.onBlock(start, (await scores.data()) as Float32Array, b);
+      tf.dispose([block.features, grads, losses, solution, scores, ...ranked]);
+      for (let j = 0; j < b; j++) {
+        const pick = (values: ArrayLike<number>, indices: ArrayLike<number>) =>
+          Array.from(
+            { length: topK },
+            (_, q) => ({ index: indices[j * topK + q], influence: values[j * topK + q] }),
+          );
+        out.push({
+          loss: lossValues[j],
+          proponents: pick(lowValues, lowIndices),
+          opponents: pick(highValues, highIndices),
+        });
+      }
+    }
+  } finally {
+    trainResidual.dispose();
+    operator.dispose();
+    approximation?.dispose();
+  }
+  return out;
+}
