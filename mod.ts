@@ -21,6 +21,8 @@
 export { type BackendChoice, type BackendPreference, releaseBackend, selectBackend } from "./lib/backend.ts";
 export type { SelectBackendOptions } from "./lib/backend.ts";
 export { type LabeledFeatures } from "./lib/carrot/labeled_features.ts";
+export type { CurvaturePair } from "./lib/carrot/_lbfgs.ts";
+export type { HeadProblem } from "./lib/carrot/_objective.ts";
 export {
   disposeHead,
   fitHead,
@@ -40,4 +42,68 @@ export {
   representerCoefficients,
 } from "./lib/carrot/representer.ts";
 export { Random } from "./lib/random.ts";
-export { log, Progress, setLogSink } from "./lib/progress.ts";
+export { log, type LogSink, Progress, setLogSink } from "./lib/progress.ts";
+export {
+  type BootstrapInterval,
+  bootstrapInterval,
+  type BootstrapOptions,
+  formatMeanStd,
+  type FormatMeanStdOptions,
+  kendallTau,
+  type MeanStd,
+  meanStd,
+  pearson,
+  rank,
+  spearman,
+} from "./lib/stats.ts";
+export {
+  cubSizedPreset,
+  type FineGrainedConfig,
+  type FineGrainedFeatures,
+  type FineGrainedOptions,
+  makeFineGrainedFeatures,
+  type SplitName,
+  type SyntheticSplit,
+  type SyntheticTrainSplit,
+} from "./lib/data/synthetic_features.ts";
+export {
+  type AlphaGradientOptions,
+  type AlphaGradientResult,
+  exactHessian,
+  type HessianOperator,
+  hessianOperator,
+  hessianVectorProduct,
+  type KroneckerInverse,
+  kroneckerInverse,
+  meanLossGradient,
+  type TestInfluence,
+  testInfluence,
+  type TestInfluenceOptions,
+  validationAlphaGradient,
+} from "./lib/carrot/influence.ts";
+export {
+  disposeCheckpoints,
+  type TracInCheckpoints,
+  tracInMatrix,
+  type TracInTrainingOptions,
+  tracInValidation,
+  trainTracInCheckpoints,
+} from "./lib/carrot/tracin.ts";
+export { projectionSplit, type TrakOptions, trakScores } from "./lib/carrot/trak.ts";
+export {
+  alphaFiniteDifference,
+  type LdsOptions,
+  linearDatamodelingScore,
+  looExact,
+  type LooResult,
+  type RefitOptions,
+} from "./lib/carrot/loo.ts";
+export { knnCosineScores } from "./lib/carrot/knn.ts";
+export {
+  type AgreementOptions,
+  type AgreementResult,
+  type AgreementRow,
+  attributionAgreement,
+  type AttributionMethod,
+  attributionMethods,
+} from "./lib/carrot/agreement.ts";

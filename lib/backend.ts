@@ -18,7 +18,9 @@ export type BackendPreference = "auto" | "webgpu" | "wasm" | "cpu";
 
 /** The backend in use, and the reason it was taken. */
 export interface BackendChoice {
+  /** The tfjs backend now active. */
   backend: "webgpu" | "wasm" | "cpu";
+  /** Why it was chosen (and why the others were not), as logged. */
   reason: string;
   /** WASM threads actually running (1 for single-threaded WASM, 0 for other backends). */
   threads: number;

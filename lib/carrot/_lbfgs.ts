@@ -11,8 +11,11 @@ import * as tf from "@tensorflow/tfjs";
 
 /** One curvature pair of the L-BFGS history, ρ = 1 / sᵀy. */
 export interface CurvaturePair {
+  /** s = W_{k+1} − W_k. */
   s: tf.Tensor2D;
+  /** y = ∇J(W_{k+1}) − ∇J(W_k). */
   y: tf.Tensor2D;
+  /** 1 / sᵀy. */
   rho: number;
 }
 

@@ -6,21 +6,28 @@
  * (Wilkinson & Reinsch, Handbook for Automatic Computation II; EISPACK tred2/tql2).
  */
 
-/** Solves A X = B for symmetric positive definite A `[n, n]` and B `[n, m]` (row-major); throws if A is not SPD. */
-export function choleskySolve(a: Float64Array, n: number, b: Float64Array, m = 1): Float64Array {
+/** The Cholesky factor L (lower, row-major) of symmetric positive definite A `[n, n]`; throws if A is not SPD. */
+export function choleskyFactor(a: Float64Array, n: number): Float64Array {
   const l = new Float64Array(n * n);
   for (let i = 0; i < n; i++) {
     for (let j = 0; j <= i; j++) {
       let s = a[i * n + j];
-      for (let k = 0; k < j; k++) s -= l[i * n + k] * l[j * n + k];
+      const ri = i * n, rj = j * n;
+      for (let k = 0; k < j; k++) s -= l[ri + k] * l[rj + k];
       if (i === j) {
         if (!(s > 0)) {
           throw new RangeError(`choleskySolve: matrix is not positive definite (pivot ${i} = ${s})`);
         }
-        l[i * n + i] = Math.sqrt(s);
-      } else l[i * n + j] = s / l[j * n + j];
+        l[ri + i] = Math.sqrt(s);
+      } else l[ri + j] = s / l[rj + j];
     }
   }
+  return l;
+}
+
+/** Solves A X = B for symmetric positive definite A `[n, n]` and B `[n, m]` (row-major); throws if A is not SPD. */
+export function choleskySolve(a: Float64Array, n: number, b: Float64Array, m = 1): Float64Array {
+  const l = choleskyFactor(a, n);
   const x = Float64Array.from(b);
   for (let c = 0; c < m; c++) {
     for (let i = 0; i < n; i++) {
@@ -35,6 +42,21 @@ export function choleskySolve(a: Float64Array, n: number, b: Float64Array, m = 1
     }
   }
   return x;
+}
+
+/** L⁻¹ of a lower-triangular L `[n, n]` (row-major), by forward substitution column by column. */
+export function lowerTriangularInverse(l: Float64Array, n: number): Float64Array {
+  const inv = new Float64Array(n * n);
+  for (let j = 0; j < n; j++) {
+    inv[j * n + j] = 1 / l[j * n + j];
+    for (let i = j + 1; i < n; i++) {
+      let s = 0;
+      const ri = i * n;
+      for (let k = j; k < i; k++) s -= l[ri + k] * inv[k * n + j];
+      inv[ri + j] = s / l[ri + i];
+    }
+  }
+  return inv;
 }
 
 /** Householder reduction of symmetric V (in place, becomes the accumulated transform) to tridiagonal (d, e). */

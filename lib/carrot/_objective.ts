@@ -13,9 +13,13 @@ import * as tf from "@tensorflow/tfjs";
 
 /** The data of one head problem, as tensors ready for the objective. */
 export interface HeadProblem {
-  features: tf.Tensor2D; // [n, d]
-  oneHot: tf.Tensor2D; // [n, K]
-  alpha: tf.Tensor2D; // [n, 1]
+  /** X `[n, d]` (not owned). */
+  features: tf.Tensor2D;
+  /** Y `[n, K]`, the one-hot labels. */
+  oneHot: tf.Tensor2D;
+  /** α as a column `[n, 1]`. */
+  alpha: tf.Tensor2D;
+  /** λ. */
   lambda: number;
 }
 

@@ -48,8 +48,11 @@ export interface FitHeadOptions {
 export interface HeadFit {
   /** W `[K, d+1]`, bias last. Owned by the fit: free it with `disposeHead`. */
   weights: tf.Tensor2D;
+  /** λ of J. */
   lambda: number;
+  /** α of J (a copy of the option, all ones for ERM). */
   alpha: Float32Array;
+  /** K. */
   numClasses: number;
   /** ‖∇J(W)‖_F at the returned W. */
   gradNorm: number;
@@ -57,6 +60,7 @@ export interface HeadFit {
   relativeGradNorm: number;
   /** J(W; α) at the returned W. */
   loss: number;
+  /** L-BFGS iterations taken. */
   iterations: number;
   /** Objective and gradient evaluations, line search included. */
   evaluations: number;

@@ -27,10 +27,13 @@ import { choleskySolve, symmetricEigen } from "./_linalg.ts";
 
 /** The Hessian of the fit on its training split as an operator: H V for V `[b, K, d+1]`. */
 export interface HessianOperator {
+  /** H V for a batch V `[b, K, d+1]`. */
   apply(v: tf.Tensor3D): tf.Tensor3D;
   /** P `[n, K]` at W*. */
   probabilities: tf.Tensor2D;
+  /** The tensors of the head problem (features, one-hot labels, α). */
   problem: HeadProblem;
+  /** Frees the operator's tensors. */
   dispose(): void;
 }
 
@@ -126,8 +129,11 @@ export interface AlphaGradientOptions {
   maxIter?: number;
   /** Damping δ ≥ 0: solve (H + δI) s = ∇L_val instead (default 0, the exact Theorem B). */
   damping?: number;
-  /** "cg" (matrix-free, default) or "exact" (dense Cholesky in float64, K(d+1) ≤ 2000). */
-  solver?: "cg" | "exact";
+  /**
+   * "cg" (matrix-free, default), "exact" (dense Cholesky in float64, K(d+1) ≤ 2000) or "ekfac" (the
+   * eigenvalue-corrected Kronecker approximation of `kroneckerInverse`, no iterations).
+   */
+  solver?: "cg" | "exact" | "ekfac";
 }
 
 /** g = ∂L_val/∂α with the solver's diagnostics. */
@@ -136,13 +142,15 @@ export interface AlphaGradientResult {
   gradient: Float32Array;
   /** L_val(W*) = mean_j CE(W* h_j, y_j), unweighted. */
   valLoss: number;
+  /** CG iterations taken (0 for the direct solvers). */
   cgIterations: number;
-  /** ‖H s − ∇L_val‖ / ‖∇L_val‖ at the end of CG (0 for the exact solver). */
+  /** ‖H s − ∇L_val‖ / ‖∇L_val‖ at the end of CG (0 for the exact solver, NaN for EK-FAC: not measured). */
   cgResidual: number;
   /** The relative residual after each CG iteration. */
   residualHistory: number[];
   /** Ritz estimates of λ_min(H), λ_max(H) from the CG coefficients (λ_min ≥ λ in exact arithmetic). */
   eigenvalueEstimates: { min: number; max: number };
+  /** δ used. */
   damping: number;
   /** −α_i g_i: the first-order prediction of L_val(α with α_i = 0) − L_val(α). */
   predictedLooChange(i: number): number;
@@ -172,6 +180,19 @@ async function solveHessian(
   rhs: tf.Tensor3D,
   options: AlphaGradientOptions,
 ) {
+  if (options.solver === "ekfac") {
+    const inverse = await kroneckerInverse(fit, train);
+    const solution = inverse.apply(rhs);
+    inverse.dispose();
+    const none = { min: NaN, max: NaN };
+    return {
+      solution,
+      iterations: 0,
+      relativeResiduals: new Float64Array(rhs.shape[0]).fill(NaN),
+      residualHistory: [],
+      eigenvalueEstimates: none,
+    };
+  }
   if (options.solver === "exact") {
     const dense = exactHessian(fit, train);
     const size = dense.shape[0], b = rhs.shape[0];
@@ -268,6 +289,7 @@ export interface TestInfluenceOptions {
   blockSize?: number;
   /** CG tolerance and cap (exact method). */
   tol?: number;
+  /** CG iteration cap (exact method). */
   maxIter?: number;
   /** Receives each block's full score matrix I `[n, b]` (row-major, train-major), e.g. to stream it to disk. */
   onBlock?: (start: number, scores: Float32Array, blockSize: number) => void | Promise<void>;
@@ -277,6 +299,7 @@ export interface TestInfluenceOptions {
 export interface KroneckerInverse {
   /** ≈ H⁻¹ V for V `[b, K, d+1]`. */
   apply(v: tf.Tensor3D): tf.Tensor3D;
+  /** Frees the eigenbases and eigenvalues. */
   dispose(): void;
 }
 

@@ -7,7 +7,9 @@ import * as tf from "@tensorflow/tfjs";
 
 /** Features `[n, d]` (float32 tensor) and labels in 0..K−1 (`Int32Array [n]`). */
 export interface LabeledFeatures {
+  /** h without the constant column `[n, d]`. */
   features: tf.Tensor2D;
+  /** y_i ∈ 0..K−1 `[n]`. */
   labels: Int32Array;
 }
 

@@ -14,6 +14,7 @@ import { spearman } from "../stats.ts";
 export interface RefitOptions {
   /** Solver tolerance of every refit (default: 1e-6, fitHead's default). */
   tol?: number;
+  /** Iteration cap of every refit. */
   maxIter?: number;
   /** Called after each refit with (done, total). */
   onProgress?: (done: number, total: number) => void;
@@ -39,6 +40,7 @@ async function meanLoss(fit: HeadFit, data: LabeledFeatures): Promise<number> {
 
 /** Exact leave-one-out: per index, the change of L_val and of the val logits after refitting with α_i = 0. */
 export interface LooResult {
+  /** The training points removed, in order. */
   indices: Int32Array;
   /** L_val(α with α_i = 0) − L_val(α), per index. */
   valLossChange: Float64Array;
@@ -130,11 +132,13 @@ export async function alphaFiniteDifference(
 export interface LdsOptions extends RefitOptions {
   /** λ of the refits (the head the scores were computed for). */
   lambda: number;
+  /** K (default: inferred from train and val labels). */
   numClasses?: number;
   /** Number of random subsets M (default 50). */
   subsets?: number;
   /** Fraction of training points in each subset (default 0.5). */
   fraction?: number;
+  /** Seed of the subsets (default 0). */
   seed?: number;
 }
 

@@ -47,13 +47,17 @@ export interface ExplainOptions {
 
 /** A training point's contribution a_i(x) to the explained logit. */
 export interface Contribution {
+  /** Row i of the training split. */
   index: number;
+  /** a_i(x) = β_ik (h_i · h_x). */
   contribution: number;
 }
 
 /** The decomposition of one test point's logit z_k(x) = Σ_i a_i(x). */
 export interface Explanation {
+  /** The class k whose logit is decomposed. */
   classIndex: number;
+  /** z_k(x) from the head's weights. */
   logit: number;
   /** Σ_i a_i(x), equal to `logit` at stationarity. */
   sumOfContributions: number;
@@ -65,6 +69,7 @@ export interface Explanation {
 
 /** The result of `explain`. */
 export interface ExplainResult {
+  /** One per test point, in order. */
   explanations: Explanation[];
   /** max over test points x and all classes k of |z_k(x) − Σ_i β_ik (h_i·h_x)|. */
   residual: number;
