@@ -2,48 +2,25 @@
  * The agreement table, CARROT's core scientific check: how well does each attribution method predict what
  * exact leave-one-out refits do?
  *
- * Every method is brought to one orientation, a score matrix M `[n, m]` with M_ij ≈ ∂ℓ_j/∂α_i (positive: up-weighting
- * training point i raises validation point j's loss). Its prediction of removing i is ΔL_val ≈ −α_i · mean_j M_ij,
+ * Every method (`attribution.ts`) is brought to one orientation, M = −S `[n, m]` with M_ij ≈ ∂ℓ_j/∂α_i (positive:
+ * up-weighting training point i raises validation point j's loss). Its prediction of removing i is ΔL_val ≈ −α_i · mean_j M_ij,
  * compared with exact LOO refits on a seeded sample of training points by Spearman ρ and Kendall τ-b; the full
  * matrix also gives the LDS (TRAK's linear datamodeling score over random half subsets).
- *   influence       Theorem B, exact solve (one CG solve for the L_val scores; one per val point for M).
- *   influence-ekfac the same with the eigenvalue-corrected Kronecker inverse.
- *   representer     influence with H ≈ λI: M_ij = −(1/λ)((p_i − e_{y_i})·(p_j − e_{y_j}))(h_i·h_j) — the change of
- *                   ℓ_j when i's representer term β_i h_iᵀ (β_i = −(α_i/λ)(p_i − e_{y_i})) is scaled with α_i.
- *   tracin-cp       −TracIn-CP(i, j)/α_i over SGD checkpoints; tracin-last the final checkpoint only.
- *   trak            −τ(j, i): TRAK scores support the margin, i.e. lower the loss.
- *   knn             −s(i, j) of the kNN-cosine control.
+ * The influence rows compute their L_val scores with one solve (`validationAlphaGradient`), the others as the
+ * row means of M; the LDS always uses M.
  * The wall time of a row is the time to compute that method's L_val scores from the fitted head (for TracIn
  * including its SGD run, for TRAK its projection and kernel).
  */
-import * as tf from "@tensorflow/tfjs";
 import type { LabeledFeatures } from "./labeled_features.ts";
-import { disposeHead, fitHead, type HeadFit, headProbabilities } from "./head.ts";
-import { testInfluence, validationAlphaGradient } from "./influence.ts";
-import {
-  disposeCheckpoints,
-  tracInMatrix,
-  type TracInTrainingOptions,
-  trainTracInCheckpoints,
-} from "./tracin.ts";
-import { type TrakOptions, trakScores } from "./trak.ts";
-import { knnCosineScores } from "./knn.ts";
+import { disposeHead, fitHead, type HeadFit } from "./head.ts";
+import { validationAlphaGradient } from "./influence.ts";
+import { type AttributionMethod, type AttributionOptions, attributionScores } from "./attribution.ts";
 import { linearDatamodelingScore, looExact } from "./loo.ts";
 import { kendallTau, spearman } from "../stats.ts";
 import { Random } from "../random.ts";
 
-/** The attribution methods of the table. */
-export type AttributionMethod =
-  | "representer"
-  | "influence"
-  | "influence-ekfac"
-  | "tracin-cp"
-  | "tracin-last"
-  | "trak"
-  | "knn";
-
 /** All methods, in table order. */
-export const attributionMethods: readonly AttributionMethod[] = [
+export const agreementMethods: readonly AttributionMethod[] = [
   "representer",
   "influence",
   "influence-ekfac",
@@ -68,7 +45,7 @@ export interface AgreementRow {
 }
 
 /** Options of `attributionAgreement`. */
-export interface AgreementOptions {
+export interface AgreementOptions extends AttributionOptions {
   /** λ of the ERM head. */
   lambda: number;
   /** α of the ERM head (default all ones; every α_i must be > 0). */
@@ -81,12 +58,6 @@ export interface AgreementOptions {
   looSample?: number;
   /** LDS subsets (default 30; 0 disables the LDS column). */
   ldsSubsets?: number;
-  /** Seed of the LOO sample, LDS subsets, TracIn order and TRAK projections (default 0). */
-  seed?: number;
-  /** Overrides of the TracIn SGD schedule. */
-  tracin?: Partial<TracInTrainingOptions>;
-  /** TRAK options. */
-  trak?: TrakOptions;
   /** Called with a stage name and (done, total). */
   onProgress?: (stage: string, done: number, total: number) => void;
 }
@@ -105,52 +76,21 @@ export interface AgreementResult {
   looUnconverged: number;
 }
 
+/** M = −S: the support matrix turned into loss-influence orientation, M_ij ≈ ∂ℓ_j/∂α_i. */
+async function lossScores(
+  method: AttributionMethod,
+  fit: HeadFit,
+  train: LabeledFeatures,
+  val: LabeledFeatures,
+  options: AttributionOptions,
+): Promise<Float32Array> {
+  return (await attributionScores(method, fit, train, val, options)).map((v) => -v);
+}
+
 async function timed<T>(work: () => Promise<T>): Promise<{ value: T; seconds: number }> {
   const start = performance.now();
   const value = await work();
   return { value, seconds: (performance.now() - start) / 1000 };
-}
-
-const scale = (values: Float32Array, factor: (i: number) => number, m: number) =>
-  values.map((v, q) => v * factor(Math.floor(q / m)));
-
-/** M for the representer row: influence with H ≈ λI. */
-async function representerMatrix(
-  fit: HeadFit,
-  train: LabeledFeatures,
-  val: LabeledFeatures,
-): Promise<Float32Array> {
-  const matrix = tf.tidy(() => {
-    const residual = (data: LabeledFeatures) =>
-      tf.sub(
-        headProbabilities(fit, data.features),
-        tf.oneHot(tf.tensor1d(data.labels, "int32"), fit.numClasses),
-      );
-    const kernel = tf.add(tf.matMul(train.features, val.features.transpose()), 1);
-    return tf.mul(tf.matMul(residual(train), residual(val).transpose()), tf.mul(kernel, -1 / fit.lambda));
-  });
-  const out = (await matrix.data()) as Float32Array;
-  matrix.dispose();
-  return out;
-}
-
-/** Exact-influence M, one column block per CG solve. */
-async function influenceMatrix(
-  fit: HeadFit,
-  train: LabeledFeatures,
-  val: LabeledFeatures,
-  method: "exact" | "ekfac",
-): Promise<Float32Array> {
-  const n = train.features.shape[0], m = val.features.shape[0];
-  const matrix = new Float32Array(n * m);
-  await testInfluence(fit, train, val, {
-    method,
-    topK: 1,
-    onBlock: (start, scores, b) => {
-      for (let i = 0; i < n; i++) for (let j = 0; j < b; j++) matrix[i * m + start + j] = scores[i * b + j];
-    },
-  });
-  return matrix;
 }
 
 /**
@@ -163,7 +103,7 @@ export async function attributionAgreement(
   options: AgreementOptions,
 ): Promise<AgreementResult> {
   const n = train.features.shape[0], m = val.features.shape[0];
-  const methods = options.methods ?? attributionMethods;
+  const methods = options.methods ?? agreementMethods;
   const alpha = options.alpha ?? new Float32Array(n).fill(1);
   const zero = alpha.findIndex((a) => !(a > 0));
   if (zero >= 0) {
@@ -190,7 +130,7 @@ export async function attributionAgreement(
           });
           return Float64Array.from(g.gradient, (gi, i) => -alpha[i] * gi);
         }
-        const scores = matrix = await scoreMatrix(method, fit, train, val, options);
+        const scores = matrix = await lossScores(method, fit, train, val, options);
         return Float64Array.from({ length: n }, (_, i) => {
           let s = 0;
           for (let j = 0; j < m; j++) s += scores[i * m + j];
@@ -200,7 +140,7 @@ export async function attributionAgreement(
       const picked = Array.from(looIndices, (i) => predicted[i]);
       let lds = NaN;
       if (ldsSubsets > 0) {
-        matrix ??= await scoreMatrix(method, fit, train, val, options);
+        matrix ??= await lossScores(method, fit, train, val, options);
         lds = (await linearDatamodelingScore(matrix, train, val, {
           lambda: options.lambda,
           numClasses: fit.numClasses,
@@ -227,40 +167,5 @@ export async function attributionAgreement(
     };
   } finally {
     disposeHead(fit);
-  }
-}
-
-/** M `[n, m]` ≈ ∂ℓ_j/∂α_i of one method (see the module JSDoc). */
-async function scoreMatrix(
-  method: AttributionMethod,
-  fit: HeadFit,
-  train: LabeledFeatures,
-  val: LabeledFeatures,
-  options: AgreementOptions,
-): Promise<Float32Array> {
-  const m = val.features.shape[0];
-  switch (method) {
-    case "representer":
-      return await representerMatrix(fit, train, val);
-    case "influence":
-    case "influence-ekfac":
-      return await influenceMatrix(fit, train, val, method === "influence" ? "exact" : "ekfac");
-    case "tracin-cp":
-    case "tracin-last": {
-      const checkpoints = await trainTracInCheckpoints(train, {
-        lambda: fit.lambda,
-        alpha: fit.alpha,
-        numClasses: fit.numClasses,
-        seed: options.seed,
-        ...options.tracin,
-      });
-      const tracin = await tracInMatrix(checkpoints, train, val, { last: method === "tracin-last" });
-      disposeCheckpoints(checkpoints);
-      return scale(tracin, (i) => -1 / fit.alpha[i], m);
-    }
-    case "trak":
-      return scale(await trakScores(fit, train, val, { seed: options.seed, ...options.trak }), () => -1, m);
-    case "knn":
-      return scale(await knnCosineScores(train, val), () => -1, m);
   }
 }

@@ -130,10 +130,11 @@ export interface AlphaGradientOptions {
   /** Damping δ ≥ 0: solve (H + δI) s = ∇L_val instead (default 0, the exact Theorem B). */
   damping?: number;
   /**
-   * "cg" (matrix-free, default), "exact" (dense Cholesky in float64, K(d+1) ≤ 2000) or "ekfac" (the
-   * eigenvalue-corrected Kronecker approximation of `kroneckerInverse`, no iterations).
+   * "cg" (matrix-free, default), "exact" (dense Cholesky in float64, K(d+1) ≤ 2000), "ekfac" (the
+   * eigenvalue-corrected Kronecker approximation of `kroneckerInverse`, no iterations) or "identity" (H ≈ λI:
+   * the representer approximation, g_i ≈ −(1/λ)(p_i − e_{y_i})ᵀ ∇_W L_val h_i).
    */
-  solver?: "cg" | "exact" | "ekfac";
+  solver?: "cg" | "exact" | "ekfac" | "identity";
 }
 
 /** g = ∂L_val/∂α with the solver's diagnostics. */
@@ -180,6 +181,17 @@ async function solveHessian(
   rhs: tf.Tensor3D,
   options: AlphaGradientOptions,
 ) {
+  if (options.solver === "identity") {
+    const none = { min: NaN, max: NaN };
+    const solution = tf.div(rhs, fit.lambda + (options.damping ?? 0)) as tf.Tensor3D;
+    return {
+      solution,
+      iterations: 0,
+      relativeResiduals: new Float64Array(rhs.shape[0]).fill(NaN),
+      residualHistory: [],
+      eigenvalueEstimates: none,
+    };
+  }
   if (options.solver === "ekfac") {
     const inverse = await kroneckerInverse(fit, train);
     const solution = inverse.apply(rhs);

@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
 import { selectBackend } from "../../lib/backend.ts";
-import { attributionAgreement, attributionMethods } from "../../lib/carrot/agreement.ts";
+import { attributionAgreement, agreementMethods } from "../../lib/carrot/agreement.ts";
 import { knnCosineScores } from "../../lib/carrot/knn.ts";
 import { makeFineGrainedFeatures } from "../../lib/data/synthetic_features.ts";
 import { assertClose } from "../_assert.ts";
@@ -22,7 +22,7 @@ Deno.test("attributionAgreement(): every method gets a row; exact influence trac
     ldsSubsets: 8,
     seed: 1,
   });
-  assert.deepEqual(result.rows.map((r) => r.method), attributionMethods);
+  assert.deepEqual(result.rows.map((r) => r.method), agreementMethods);
   assert.equal(result.looUnconverged, 0);
   const row = (m: string) => result.rows.find((r) => r.method === m)!;
   for (const r of result.rows) {

@@ -1,0 +1,298 @@
+/**
+ * RRO, the representer reweighting objective: the method CARROT is named after.
+ *
+ *   minimise_α  F(α) = L_val(W*(α)) + γ R(α)   with  W*(α) = argmin_W J(W; α),
+ *   subject to  α ≥ 0,  Σ_{i∈c} α_i = n_c  (class masses are kept),  ESS_c(α) = (Σ_{i∈c} α_i)² / Σ_{i∈c} α_i² ≥ ρ n_c,
+ * for every (observed) training class c. Each outer step:
+ *   1. refit the head from the previous W (weights and L-BFGS curvature; to stationarity);
+ *   2. g = ∂L_val/∂α by the chosen estimator, plus γ ∂R/∂α (`consistency.ts`):
+ *      influence    Theorem B, one CG solve (exact);
+ *      representer  Theorem B with H ≈ λI: g_i ≈ −(1/λ)(p_i − e_{y_i})ᵀ ∇_W L_val h_i. Derivation from β: at
+ *                   stationarity W = Σ_i β_i h_iᵀ with β_i = −(α_i/λ)(p_i − e_{y_i}); holding the p_i fixed,
+ *                   ∂W/∂α_i = β_i h_iᵀ/α_i, so ∂L_val/∂α_i ≈ ⟨∇_W L_val, β_i h_iᵀ⟩/α_i — exact when H = λI, i.e. it
+ *                   ignores the data term of the Hessian (how the other points re-balance after the change);
+ *      tracin       −TracIn-CP(i, L_val)/α_i over SGD checkpoints trained at the current α;
+ *      trak         −mean_j τ(x_j, i) over the validation points (TRAK supports the margin, so it lowers the loss);
+ *   3. a mirror-descent (exponentiated-gradient) step per class, α_i ← α_i exp(−η ĝ_i) with ĝ = g / max|g|
+ *      (so η bounds the log-change of any α_i), rescaled to the class mass n_c — the KL projection onto the
+ *      scaled simplex — then the Euclidean projection onto the ESS floor (below);
+ *   4. backtracking: the step is accepted only if F decreased after the refit, else η is halved and retried
+ *      (`maxHalvings` times). With the exact estimator and γ = 0, F = L_val is therefore non-increasing over outer
+ *      steps. When no halving decreases F, the run stops (the gradient would not change); it also stops after
+ *      `patience` consecutive accepted steps that improved F by less than 1e-6 relative.
+ *
+ * The ESS projection. With the mass fixed, Σ_{i∈c} α_i² = ‖α_c − 1‖² + n_c, so ESS_c ≥ ρ n_c ⇔
+ * ‖α_c − 1‖² ≤ n_c (1/ρ − 1): a ball around the uniform weights inside the mass hyperplane. The Euclidean
+ * projection of a point of the hyperplane onto it is the radial shrink α_c ← 1 + t(α_c − 1),
+ * t = min(1, √(n_c(1/ρ − 1)) / ‖α_c − 1‖); it keeps the mass, and keeps α ≥ 0 because it is a convex combination
+ * of α_c ≥ 0 and 1. So it is also the projection onto {α ≥ 0, mass, ESS} (the projection onto the larger set
+ * already lies in the smaller one).
+ */
+import * as tf from "@tensorflow/tfjs";
+import type { LabeledFeatures } from "./labeled_features.ts";
+import { disposeHead, fitHead, type HeadFit } from "./head.ts";
+import { validationAlphaGradient } from "./influence.ts";
+import { disposeCheckpoints, tracInValidation, trainTracInCheckpoints } from "./tracin.ts";
+import { trakScores } from "./trak.ts";
+import { consistencyRegularizer } from "./consistency.ts";
+import { evaluateHead } from "./metrics.ts";
+import { tuneLambda } from "./lambda.ts";
+
+/** How g = ∂L_val/∂α is estimated. */
+export type ReweightEstimator = "influence" | "representer" | "tracin" | "trak";
+
+/** Options of `reweight`, with their defaults. */
+export interface ReweightOptions {
+  /** λ; when absent it is tuned on val over `lambdaGrid` for the ERM head (α = 1) and reused. */
+  lambda?: number;
+  /** Grid for that tuning (default `defaultLambdaGrid` of lambda.ts). */
+  lambdaGrid?: readonly number[];
+  /** K (default: inferred from the labels). */
+  numClasses?: number;
+  /** Estimator of g (default "influence"). */
+  estimator?: ReweightEstimator;
+  /** η, the largest log-change of any α_i per step (default 1). */
+  stepSize?: number;
+  /** ESS floor ρ ∈ [0, 1] (default 0.5; 0 disables the floor). */
+  rho?: number;
+  /** Weight γ ≥ 0 of the consistency regulariser (default 0). */
+  gamma?: number;
+  /** Outer steps (default 20). */
+  outerSteps?: number;
+  /** Stop after this many accepted steps in a row that improve F by < 1e-6 relative (default 3). */
+  patience?: number;
+  /** Step halvings tried before giving up on a step (default 6). */
+  maxHalvings?: number;
+  /** Tolerance of every refit (default fitHead's 1e-6). */
+  tol?: number;
+  /** Seed of the stochastic estimators (TracIn order, TRAK projections; default 0). */
+  seed?: number;
+  /** Called after every outer step with its trajectory entry. */
+  onStep?: (entry: TrajectoryEntry) => void;
+}
+
+/** One outer step (step 0 = the ERM start). */
+export interface TrajectoryEntry {
+  /** Outer step index (0 = the ERM start). */
+  step: number;
+  /** L_val at this step's head. */
+  valLoss: number;
+  /** Validation top-1 accuracy. */
+  valAccuracy: number;
+  /** F = L_val + γR. */
+  objective: number;
+  /** min_c ESS_c(α)/n_c. */
+  essMin: number;
+  /** ESS_c(α)/n_c per class (NaN for classes absent from train). */
+  essPerClass: Float64Array;
+  /** The accepted η (0 at step 0 and for a rejected step). */
+  stepSize: number;
+  /** Halvings needed before the step was accepted (or tried in vain). */
+  halvings: number;
+  /** Whether this step changed α. */
+  accepted: boolean;
+}
+
+/** The reweighting result. */
+export interface ReweightResult {
+  /** Final α `[n]`. */
+  alpha: Float32Array;
+  /** The final head (as fitHead returns it, with its λ and α); the caller disposes it. */
+  fit: HeadFit;
+  /** λ used (given or tuned). */
+  lambda: number;
+  /** One entry per outer step, step 0 first. */
+  trajectory: TrajectoryEntry[];
+  /** Why the run ended. */
+  stopReason: "outer steps" | "no descent step" | "patience";
+}
+
+/** ESS_c(α)/n_c for every class (NaN where n_c = 0). */
+export function effectiveSampleSizes(
+  alpha: Float32Array,
+  labels: Int32Array,
+  numClasses: number,
+): Float64Array {
+  const sum = new Float64Array(numClasses),
+    squares = new Float64Array(numClasses),
+    count = new Float64Array(numClasses);
+  labels.forEach((c, i) => {
+    sum[c] += alpha[i];
+    squares[c] += alpha[i] * alpha[i];
+    count[c]++;
+  });
+  return sum.map((s, c) => (count[c] > 0 ? s * s / squares[c] / count[c] : NaN));
+}
+
+/**
+ * One constrained step: α_i exp(−η ĝ_i) per class, rescaled to the class mass n_c, then projected onto
+ * ‖α_c − 1‖² ≤ n_c(1/ρ − 1) by the radial shrink towards 1 (see the module JSDoc). `g` need not be normalised.
+ */
+export function constrainedStep(
+  alpha: Float32Array,
+  g: Float32Array,
+  labels: Int32Array,
+  numClasses: number,
+  stepSize: number,
+  rho: number,
+): Float32Array {
+  let scale = 0;
+  for (const v of g) scale = Math.max(scale, Math.abs(v));
+  const next = Float64Array.from(alpha, (a, i) => a * Math.exp(scale > 0 ? -stepSize * g[i] / scale : 0));
+  const mass = new Float64Array(numClasses), count = new Float64Array(numClasses);
+  labels.forEach((c, i) => {
+    mass[c] += next[i];
+    count[c]++;
+  });
+  labels.forEach((c, i) => next[i] *= count[c] / mass[c]);
+  if (rho > 0) {
+    const deviation = new Float64Array(numClasses);
+    labels.forEach((c, i) => deviation[c] += (next[i] - 1) ** 2);
+    const shrink = deviation.map((dev, c) => {
+      const radius = Math.sqrt(count[c] * (1 / rho - 1));
+      return dev > radius * radius ? radius / Math.sqrt(dev) : 1;
+    });
+    labels.forEach((c, i) => next[i] = 1 + shrink[c] * (next[i] - 1));
+  }
+  return Float32Array.from(next);
+}
+
+/** ∂L_val/∂α `[n]` by the chosen estimator (see the module JSDoc). */
+async function estimateGradient(
+  fit: HeadFit,
+  train: LabeledFeatures,
+  val: LabeledFeatures,
+  options: ReweightOptions,
+): Promise<Float32Array> {
+  const estimator = options.estimator ?? "influence";
+  if (estimator === "influence" || estimator === "representer") {
+    const solver = estimator === "representer" ? "identity" : "cg";
+    return (await validationAlphaGradient(fit, train, val, { solver })).gradient;
+  }
+  if (estimator === "tracin") {
+    const checkpoints = await trainTracInCheckpoints(train, {
+      lambda: fit.lambda,
+      alpha: fit.alpha,
+      numClasses: fit.numClasses,
+      seed: options.seed,
+    });
+    const tracin = await tracInValidation(checkpoints, train, val);
+    disposeCheckpoints(checkpoints);
+    return tracin.map((v, i) => (fit.alpha[i] > 0 ? -v / fit.alpha[i] : 0));
+  }
+  const m = val.labels.length;
+  const tau = await trakScores(fit, train, val, { seed: options.seed });
+  return Float32Array.from({ length: fit.alpha.length }, (_, i) => {
+    let s = 0;
+    for (let j = 0; j < m; j++) s += tau[i * m + j];
+    return -s / m;
+  });
+}
+
+/** F = L_val + γR at a fit (one evaluation path for every comparison), and ∂F/∂α when asked. */
+async function evaluateObjective(
+  fit: HeadFit,
+  train: LabeledFeatures,
+  val: LabeledFeatures,
+  options: ReweightOptions,
+  withGradient: boolean,
+): Promise<{ valLoss: number; valAccuracy: number; objective: number; gradient?: Float32Array }> {
+  const gamma = options.gamma ?? 0;
+  const metrics = await evaluateHead(fit, val);
+  const consistency = gamma > 0 ? await consistencyRegularizer(fit, train, val) : undefined;
+  let gradient = withGradient ? await estimateGradient(fit, train, val, options) : undefined;
+  if (gradient && consistency) gradient = gradient.map((v, i) => v + gamma * consistency.gradient[i]);
+  return {
+    valLoss: metrics.nll,
+    valAccuracy: metrics.accuracy,
+    objective: metrics.nll + gamma * (consistency?.value ?? 0),
+    gradient,
+  };
+}
+
+/**
+ * Runs RRO (see the module JSDoc) from α = 1 on `train`, with the validation loss on `val`. Returns the final α,
+ * the final head and one trajectory entry per outer step (step 0 = the ERM start).
+ */
+export async function reweight(
+  train: LabeledFeatures,
+  val: LabeledFeatures,
+  options: ReweightOptions = {},
+): Promise<ReweightResult> {
+  const rho = options.rho ?? 0.5, eta0 = options.stepSize ?? 1;
+  if (!(rho >= 0 && rho <= 1)) throw new RangeError(`reweight: rho must lie in [0, 1], got ${rho}`);
+  if (!(eta0 > 0)) throw new RangeError(`reweight: stepSize must be > 0, got ${eta0}`);
+  if (!((options.gamma ?? 0) >= 0)) throw new RangeError(`reweight: gamma must be ≥ 0, got ${options.gamma}`);
+  let fit: HeadFit;
+  if (options.lambda === undefined) {
+    fit = (await tuneLambda(train, val, {
+      grid: options.lambdaGrid,
+      numClasses: options.numClasses,
+      tol: options.tol,
+    })).fit;
+  } else {
+    fit = await fitHead(train, { lambda: options.lambda, numClasses: options.numClasses, tol: options.tol });
+  }
+  const k = fit.numClasses, labels = train.labels;
+  let alpha = fit.alpha;
+  const trajectory: TrajectoryEntry[] = [];
+  const record = (
+    step: number,
+    at: { objective: number; valLoss: number; valAccuracy: number },
+    stepSize: number,
+    halvings: number,
+    accepted: boolean,
+  ) => {
+    const essPerClass = effectiveSampleSizes(alpha, labels, k);
+    const entry: TrajectoryEntry = {
+      step,
+      valLoss: at.valLoss,
+      valAccuracy: at.valAccuracy,
+      objective: at.objective,
+      essMin: Math.min(...Array.from(essPerClass).filter(Number.isFinite)),
+      essPerClass,
+      stepSize,
+      halvings,
+      accepted,
+    };
+    trajectory.push(entry);
+    options.onStep?.(entry);
+  };
+  let current = await evaluateObjective(fit, train, val, options, true);
+  record(0, current, 0, 0, true);
+  let stopReason: ReweightResult["stopReason"] = "outer steps", stalled = 0;
+  for (let step = 1; step <= (options.outerSteps ?? 20); step++) {
+    let eta = eta0, halvings = 0, accepted: { fit: HeadFit; alpha: Float32Array } | undefined;
+    for (; halvings <= (options.maxHalvings ?? 6); halvings++, eta /= 2) {
+      const candidate = constrainedStep(alpha, current.gradient!, labels, k, eta, rho);
+      const refit = await fitHead(train, {
+        lambda: fit.lambda,
+        alpha: candidate,
+        numClasses: k,
+        init: fit,
+        tol: options.tol,
+      });
+      if ((await evaluateObjective(refit, train, val, options, false)).objective < current.objective) {
+        accepted = { fit: refit, alpha: candidate };
+        break;
+      }
+      disposeHead(refit);
+    }
+    if (!accepted) {
+      record(step, current, 0, halvings, false);
+      stopReason = "no descent step";
+      break;
+    }
+    const previous = current.objective;
+    disposeHead(fit);
+    [fit, alpha] = [accepted.fit, accepted.alpha];
+    current = await evaluateObjective(fit, train, val, options, true);
+    record(step, current, eta, halvings, true);
+    stalled = previous - current.objective < 1e-6 * Math.abs(previous) ? stalled + 1 : 0;
+    if (stalled >= (options.patience ?? 3)) {
+      stopReason = "patience";
+      break;
+    }
+  }
+  return { alpha, fit, lambda: fit.lambda, trajectory, stopReason };
+}
