@@ -297,7 +297,7 @@ export interface TestInfluenceOptions {
    * inverse-HVP is two small products per test point. Default "exact".
    */
   method?: "exact" | "ekfac";
-  /** Test points per block (default 64). */
+  /** Test points per block (default min(64, 2^24 / (n K)): intermediates stay ≤ 64 MiB). */
   blockSize?: number;
   /** CG tolerance and cap (exact method). */
   tol?: number;
@@ -387,7 +387,10 @@ export async function testInfluence(
     t = test.features.shape[0],
     k = fit.numClasses,
     width = fit.weights.shape[1];
-  const topK = Math.min(options.topK ?? 10, n), blockSize = options.blockSize ?? 64;
+  // default block: ≤ 64 test points and ≤ 2^24 floats (64 MiB) per [n, b, K] intermediate — WASM's heap and
+  // WebGPU's 128 MiB binding limit both fail beyond that
+  const topK = Math.min(options.topK ?? 10, n);
+  const blockSize = options.blockSize ?? Math.max(1, Math.min(64, Math.floor(2 ** 24 / (n * k))));
   const operator = hessianOperator(fit, train);
   const approximation = options.method === "ekfac" ? await kroneckerInverse(fit, train) : undefined;
   const trainResidual = tf.tidy(() => tf.sub(operator.probabilities, operator.problem.oneHot)); // [n, K]

@@ -1,0 +1,225 @@
+/**
+ * ERM vs CARROT over seeds: the experiment behind the project's headline numbers.
+ *
+ * For each seed the caller's `data(seed)` gives train / val / test splits. λ is tuned on val for the ERM head
+ * (α = 1) and reused by every other method, so the methods differ only in α:
+ *   erm                     α = 1;
+ *   carrot                  RRO with the exact influence estimator, ESS floor ρ = 0.5 and the consistency term
+ *                           γ = 10 (chosen by scale before any result was seen: at the ERM head of the default
+ *                           synthetic problem γ‖∂R/∂α‖₂ ≈ 0.4‖g‖₂);
+ *   carrot-no-ess           the same with ρ = 0;           carrot-no-consistency  the same with γ = 0;
+ *   carrot-representer      the representer estimator;     carrot-tracin          the TracIn estimator;
+ *   carrot-trak             the TRAK estimator;
+ *   small-loss              drop the 20% highest-loss training points of each class under the ERM head, refit;
+ *   l2rw                    one-step learning-to-reweight (Ren et al. 2018) on the head: at the ERM head, the
+ *                           look-ahead W′ = W − η Σ ε_i ∇ℓ_i gives −∂L_val(W′)/∂ε_i ∝ ∇L_val·∇ℓ_i, so
+ *                           α_i ∝ max(0, ∇L_val·∇ℓ_i), rescaled to each class's mass n_c (uniform for a class whose
+ *                           weights are all 0), then one refit.
+ * Each is evaluated on test: top-1, mean per-class accuracy, ECE (15 bins), NLL; rows report mean ± std over seeds.
+ */
+import * as tf from "@tensorflow/tfjs";
+import type { LabeledFeatures } from "./labeled_features.ts";
+import { disposeHead, fitHead, type HeadFit, headProbabilities } from "./head.ts";
+import { meanLossGradient } from "./influence.ts";
+import { reweight, type ReweightOptions } from "./reweight.ts";
+import { tuneLambda } from "./lambda.ts";
+import { evaluateHead, type Metrics } from "./metrics.ts";
+import { logits } from "./_objective.ts";
+import { meanStd } from "../stats.ts";
+
+/** The methods of the experiment (see the module JSDoc). */
+export type ExperimentMethod =
+  | "erm"
+  | "carrot"
+  | "carrot-no-ess"
+  | "carrot-no-consistency"
+  | "carrot-representer"
+  | "carrot-tracin"
+  | "carrot-trak"
+  | "small-loss"
+  | "l2rw";
+
+/** All methods, in table order. */
+export const experimentMethods: readonly ExperimentMethod[] = [
+  "erm",
+  "carrot",
+  "carrot-no-ess",
+  "carrot-no-consistency",
+  "carrot-representer",
+  "carrot-tracin",
+  "carrot-trak",
+  "small-loss",
+  "l2rw",
+];
+
+/** The splits of one seed; the runner disposes their features. */
+export interface ExperimentData {
+  train: LabeledFeatures;
+  val: LabeledFeatures;
+  test: LabeledFeatures;
+}
+
+/** Options of `runExperiment`. */
+export interface ExperimentOptions {
+  /** The splits for a seed (e.g. `makeFineGrainedFeatures({ seed, labelNoise })`). */
+  data: (seed: number) => ExperimentData | Promise<ExperimentData>;
+  /** Methods (default all). */
+  methods?: readonly ExperimentMethod[];
+  /** Seeds (default 0, 1, 2). */
+  seeds?: readonly number[];
+  /** Overrides of the RRO options shared by the carrot rows (outer steps, step size, …). */
+  reweight?: ReweightOptions;
+  /** λ grid of the ERM tuning (default lambda.ts's). */
+  lambdaGrid?: readonly number[];
+  /** Called after each (seed, method) run. */
+  onRun?: (seed: number, method: ExperimentMethod, metrics: Metrics, seconds: number) => void;
+}
+
+/** One method's test metrics over seeds. */
+export interface ExperimentRow {
+  method: ExperimentMethod;
+  /** Per-seed metrics, in seed order. */
+  runs: Metrics[];
+  accuracy: { mean: number; std: number };
+  perClassAccuracy: { mean: number; std: number };
+  ece: { mean: number; std: number };
+  nll: { mean: number; std: number };
+  /** Mean wall time per seed. */
+  seconds: number;
+}
+
+const carrotOptions: Record<string, ReweightOptions> = {
+  "carrot": { estimator: "influence", rho: 0.5, gamma: 10 },
+  "carrot-no-ess": { estimator: "influence", rho: 0, gamma: 10 },
+  "carrot-no-consistency": { estimator: "influence", rho: 0.5, gamma: 0 },
+  "carrot-representer": { estimator: "representer", rho: 0.5, gamma: 10 },
+  "carrot-tracin": { estimator: "tracin", rho: 0.5, gamma: 10 },
+  "carrot-trak": { estimator: "trak", rho: 0.5, gamma: 10 },
+};
+
+/** α for small-loss filtering: 0 for the 20% highest-loss points of each class under the ERM head. */
+async function smallLossAlpha(erm: HeadFit, train: LabeledFeatures): Promise<Float32Array> {
+  const p = tf.tidy(() =>
+    tf.sum(
+      tf.mul(
+        headProbabilities(erm, train.features),
+        tf.oneHot(tf.tensor1d(train.labels, "int32"), erm.numClasses),
+      ),
+      1,
+    )
+  );
+  const own = await p.data();
+  p.dispose();
+  const alpha = new Float32Array(train.labels.length).fill(1);
+  for (let c = 0; c < erm.numClasses; c++) {
+    const members = [...train.labels.keys()].filter((i) => train.labels[i] === c).sort((a, b) =>
+      own[a] - own[b]
+    );
+    for (const i of members.slice(0, Math.round(0.2 * members.length))) alpha[i] = 0;
+  }
+  return alpha;
+}
+
+/** α for one-step learning-to-reweight (see the module JSDoc). */
+async function l2rwAlpha(erm: HeadFit, train: LabeledFeatures, val: LabeledFeatures): Promise<Float32Array> {
+  const { gradient, loss } = meanLossGradient(erm, val);
+  const dots = tf.tidy(() => {
+    const residual = tf.sub(
+      headProbabilities(erm, train.features),
+      tf.oneHot(tf.tensor1d(train.labels, "int32"), erm.numClasses),
+    );
+    return tf.sum(tf.mul(residual, logits(gradient, train.features)), 1); // ∇ℓ_i · ∇L_val
+  });
+  const values = await dots.data();
+  tf.dispose([dots, gradient, loss]);
+  const alpha = Float32Array.from(values, (v) => Math.max(0, v));
+  for (let c = 0; c < erm.numClasses; c++) {
+    const members = [...train.labels.keys()].filter((i) => train.labels[i] === c);
+    const mass = members.reduce((s, i) => s + alpha[i], 0);
+    for (const i of members) alpha[i] = mass > 0 ? alpha[i] * members.length / mass : 1;
+  }
+  return alpha;
+}
+
+/** Runs every method on every seed and returns one row per method (see the module JSDoc). */
+export async function runExperiment(options: ExperimentOptions): Promise<ExperimentRow[]> {
+  const methods = options.methods ?? experimentMethods;
+  const seeds = options.seeds ?? [0, 1, 2];
+  const runs = new Map<ExperimentMethod, { metrics: Metrics[]; seconds: number }>(
+    methods.map((m) => [m, { metrics: [], seconds: 0 }]),
+  );
+  for (const seed of seeds) {
+    const data = await options.data(seed);
+    const tuned = await tuneLambda(data.train, data.val, { grid: options.lambdaGrid });
+    const erm = tuned.fit;
+    try {
+      for (const method of methods) {
+        const start = performance.now();
+        let fit: HeadFit;
+        if (method === "erm") fit = erm;
+        else if (method === "small-loss" || method === "l2rw") {
+          const alpha = method === "small-loss"
+            ? await smallLossAlpha(erm, data.train)
+            : await l2rwAlpha(erm, data.train, data.val);
+          fit = await fitHead(data.train, {
+            lambda: tuned.lambda,
+            alpha,
+            numClasses: erm.numClasses,
+            init: erm.weights,
+          });
+        } else {
+          fit = (await reweight(data.train, data.val, {
+            ...carrotOptions[method],
+            ...options.reweight,
+            lambda: tuned.lambda,
+            numClasses: erm.numClasses,
+            seed,
+          })).fit;
+        }
+        const metrics = await evaluateHead(fit, data.test);
+        const seconds = (performance.now() - start) / 1000;
+        if (fit !== erm) disposeHead(fit);
+        const entry = runs.get(method)!;
+        entry.metrics.push(metrics);
+        entry.seconds += seconds;
+        options.onRun?.(seed, method, metrics, seconds);
+      }
+    } finally {
+      disposeHead(erm);
+      tf.dispose([data.train.features, data.val.features, data.test.features]);
+    }
+  }
+  return methods.map((method) => {
+    const { metrics, seconds } = runs.get(method)!;
+    const summary = (key: keyof Metrics) => {
+      const { mean, std } = metrics.length > 1
+        ? meanStd(metrics.map((m) => m[key]))
+        : { mean: metrics[0][key], std: 0 };
+      return { mean, std };
+    };
+    return {
+      method,
+      runs: metrics,
+      accuracy: summary("accuracy"),
+      perClassAccuracy: summary("perClassAccuracy"),
+      ece: summary("ece"),
+      nll: summary("nll"),
+      seconds: seconds / seeds.length,
+    };
+  });
+}
+
+/** The rows as a markdown table: accuracy and per-class accuracy in %, ECE in %, NLL; mean ± std over seeds. */
+export function experimentTable(rows: readonly ExperimentRow[]): string {
+  const pct = (s: { mean: number; std: number }) =>
+    `${(100 * s.mean).toFixed(1)} ± ${(100 * s.std).toFixed(1)}`;
+  const lines = [
+    "| method | top-1 (%) | per-class acc. (%) | ECE (%) | NLL | s / seed |",
+    "|---|---|---|---|---|---|",
+    ...rows.map((r) =>
+      `| ${r.method} | ${pct(r.accuracy)} | ${pct(r.perClassAccuracy)} | ${pct(r.ece)} | ` +
+      `${r.nll.mean.toFixed(3)} ± ${r.nll.std.toFixed(3)} | ${r.seconds.toFixed(1)} |`
+    ),
+  ];
+  return lines.join("\n");
+}

@@ -1,0 +1,109 @@
+import * as tf from "@tensorflow/tfjs";
+import assert from "node:assert/strict";
+import { selectBackend } from "../../lib/backend.ts";
+import { detectionMetrics, fixSuspects, rankSuspects } from "../../lib/carrot/debug.ts";
+import { faithfulness } from "../../lib/carrot/faithfulness.ts";
+import { experimentTable, runExperiment } from "../../lib/carrot/experiment.ts";
+import { disposeHead, fitHead } from "../../lib/carrot/head.ts";
+import { testInfluence } from "../../lib/carrot/influence.ts";
+import { makeFineGrainedFeatures } from "../../lib/data/synthetic_features.ts";
+import { assertClose } from "../_assert.ts";
+
+await selectBackend("wasm", { threads: 1, quiet: true });
+
+const small = (seed: number, rate = 0.3) =>
+  makeFineGrainedFeatures({ numClasses: 6, groups: 2, dim: 12, perClass: { train: 25, val: 10, test: 10 }, labelNoise: { rate }, seed });
+const dispose = (d: ReturnType<typeof small>) => tf.dispose([d.train.features, d.val.features, d.test.features]);
+
+Deno.test("detectionMetrics(): AUROC with ties, precision@k and recall at 5/10/20% by hand", () => {
+  const m = detectionMetrics([0.9, 0.8, 0.8, 0.1, 0.5, 0.2, 0.3, 0.4, 0.6, 0.7], [1, 1, 0, 0, 0, 0, 0, 0, 0, 1]);
+  // positives 0.9, 0.8, 0.7 vs 7 negatives: 7 + 6.5 + 6 = 19.5 of 21 pairs
+  assertClose(m.auroc, 19.5 / 21, { atol: 1e-12 });
+  assertClose(m.precisionAtFlagged, 2 / 3, { atol: 1e-12 }); // top 3: 0.9, 0.8 (pos or neg tie), 0.8
+  assert.deepEqual(m.foundAt, { 5: 1 / 3, 10: 1 / 3, 20: 2 / 3 });
+  assert.throws(() => detectionMetrics([1, 2], [0, 0]), /both classes/);
+});
+
+Deno.test("rankSuspects(): harmfulness finds mislabeled points; self-influence equals the diagonal of pairwise influence", async () => {
+  const data = makeFineGrainedFeatures({
+    numClasses: 10,
+    groups: 2,
+    dim: 16,
+    perClass: { train: 30, val: 20, test: 5 },
+    labelNoise: { rate: 0.3 },
+    seed: 1,
+  });
+  const fit = await fitHead(data.train, { lambda: 2 });
+  const exact = await rankSuspects(fit, data.train, data.val, { selfInfluence: "exact" });
+  const auroc = (r: keyof typeof exact) => detectionMetrics(exact[r]!, data.train.mislabeled).auroc;
+  // measured 0.748 (harmfulness), 0.767 (self-influence), 0.798 (loss) on this problem
+  assert.ok(auroc("harmfulness") > 0.7, `harmfulness AUROC ${auroc("harmfulness")}`);
+  assert.ok(auroc("self-influence") > 0.7, `self-influence AUROC ${auroc("self-influence")}`);
+  assert.ok(Math.abs(auroc("random") - 0.5) < 0.2);
+  // invariance: self-influence = −diag of testInfluence(train, train)
+  const n = data.train.labels.length, diagonal = new Float32Array(n);
+  await testInfluence(fit, data.train, data.train, {
+    blockSize: 7,
+    onBlock: (start, scores, b) => {
+      for (let j = 0; j < b; j++) diagonal[start + j] = -scores[(start + j) * b + j];
+    },
+  });
+  assertClose(exact["self-influence"]!, diagonal, { rtol: 1e-3, atol: 1e-6, what: "self-influence" });
+  assert.ok(exact["self-influence"]!.every((v) => v > 0), "∇ℓᵀH⁻¹∇ℓ > 0");
+  // with α = 1, |β_{i,y_i}| orders points exactly like the loss
+  const rep = exact.representer!, loss = exact.loss!;
+  for (let i = 1; i < n; i++) assert.equal(Math.sign(rep[i] - rep[0]), Math.sign(loss[i] - loss[0]));
+  const fix = await fixSuspects(fit, data.train, data.test, exact.harmfulness!, 20);
+  assert.equal(fix.removed.length, 20);
+  assert.ok(Number.isFinite(fix.after.accuracy));
+  disposeHead(fit);
+  dispose(data);
+});
+
+Deno.test("faithfulness(): removing top supporters beats random removal; keeping every point keeps the prediction", async () => {
+  const data = small(2, 0);
+  const fit = await fitHead(data.train, { lambda: 1 });
+  const { rows, sample } = await faithfulness(fit, data.train, data.test, {
+    methods: ["representer", "influence", "random"],
+    ks: [5, 20],
+    sample: 10,
+    keep: false,
+  });
+  assert.equal(sample.length, 10);
+  assert.equal(rows.length, 6);
+  const row = (m: string, k: number) => rows.find((r) => r.method === m && r.K === k)!;
+  for (const m of ["representer", "influence"]) {
+    assert.ok(row(m, 20).marginDrop > row("random", 20).marginDrop, `${m} margin drop vs random`);
+    assert.ok(row(m, 20).marginDrop >= row(m, 5).marginDrop - 1e-6, `${m}: more removals, larger drop`);
+    assert.ok(Number.isNaN(row(m, 5).agreement));
+  }
+  // keep-top-K with K ≥ the class size keeps every point: the refit is the original head
+  const kept = await faithfulness(fit, data.train, data.test, { methods: ["representer"], ks: [3, 1000], sample: 5 });
+  const all = kept.rows.find((r) => r.K === 1000)!;
+  assert.equal(all.agreement, 1);
+  assert.ok(all.kl < 1e-4, `KL ${all.kl}`);
+  const few = kept.rows.find((r) => r.K === 3)!;
+  assert.ok(few.agreement >= 0 && few.agreement <= 1 && few.kl >= 0);
+  disposeHead(fit);
+  dispose(data);
+});
+
+Deno.test("runExperiment(): rows per method with mean ± std over seeds, markdown table", async () => {
+  const rows = await runExperiment({
+    data: (seed) => small(seed),
+    methods: ["erm", "carrot", "small-loss", "l2rw"],
+    seeds: [0, 1],
+    lambdaGrid: [1, 10],
+    reweight: { outerSteps: 3 },
+  });
+  assert.deepEqual(rows.map((r) => r.method), ["erm", "carrot", "small-loss", "l2rw"]);
+  for (const r of rows) {
+    assert.equal(r.runs.length, 2);
+    const mean = (r.runs[0].accuracy + r.runs[1].accuracy) / 2;
+    assertClose(r.accuracy.mean, mean, { atol: 1e-12 });
+    assertClose(r.accuracy.std, Math.abs(r.runs[0].accuracy - r.runs[1].accuracy) / Math.SQRT2, { atol: 1e-12 });
+  }
+  const table = experimentTable(rows);
+  assert.match(table, /^\| method \| top-1/);
+  assert.equal(table.split("\n").length, 6);
+});
