@@ -100,10 +100,177 @@ export {
 } from "./lib/carrot/loo.ts";
 export { knnCosineScores } from "./lib/carrot/knn.ts";
 export {
+  agreementMethods,
   type AgreementOptions,
   type AgreementResult,
   type AgreementRow,
   attributionAgreement,
-  type AttributionMethod,
-  attributionMethods,
 } from "./lib/carrot/agreement.ts";
+export {
+  type AttributionMethod,
+  type AttributionOptions,
+  attributionScores,
+} from "./lib/carrot/attribution.ts";
+export {
+  readSafetensors,
+  readSafetensorsHeader,
+  type SafetensorsDtype,
+  type SafetensorsEntry,
+  type SafetensorsHeader,
+  streamSafetensors,
+  type StreamSafetensorsOptions,
+  type TensorData,
+  type TensorValues,
+  writeSafetensors,
+} from "./lib/models/safetensors.ts";
+export { type PosEmbedResample, resampleAbsPosEmbed } from "./lib/models/pos_embed.ts";
+export type {
+  Backbone,
+  CheckpointPlan,
+  LoadReport,
+  PlannedTensor,
+  Preprocessing,
+} from "./lib/models/backbone.ts";
+export {
+  filterVitCheckpoint,
+  VIT_DEFAULTS,
+  VIT_MODELS,
+  type VitConfig,
+  vitParameterShapes,
+} from "./lib/models/vit.ts";
+export {
+  filterSwinCheckpoint,
+  relativePositionIndex,
+  shiftedWindowMask,
+  SWIN_DEFAULTS,
+  SWIN_MODELS,
+  type SwinConfig,
+  swinParameterShapes,
+} from "./lib/models/swin.ts";
+export {
+  loadTimmModel,
+  type LoadTimmModelOptions,
+  randomTimmWeights,
+  type RegisteredModel,
+  resolveTimmConfig,
+  TIMM_MODELS,
+  type TimmConfig,
+  type TimmConfigInput,
+  timmParameterShapes,
+} from "./lib/models/registry.ts";
+export {
+  extractFeatures,
+  type ExtractFeaturesOptions,
+  type FeatureCacheKey,
+  type FeatureSet,
+  type ImageItem,
+  type ImageSource,
+} from "./lib/features.ts";
+export {
+  type BoundingBox,
+  type Dataset,
+  DATASET_NAMES,
+  DatasetError,
+  type DatasetItem,
+  type DatasetName,
+  type ItemTruth,
+  loadDataset,
+  type LoadDatasetOptions,
+  type LoaderOptions,
+  type Split,
+  splitValidation,
+  type ValidationSize,
+} from "./lib/data/dataset.ts";
+export { loadCub } from "./lib/data/cub.ts";
+export { loadNabirds } from "./lib/data/nabirds.ts";
+export { loadCars } from "./lib/data/cars.ts";
+export { type AircraftOptions, loadAircraft } from "./lib/data/aircraft.ts";
+export { loadDogs } from "./lib/data/dogs.ts";
+export { loadInat2017 } from "./lib/data/inat.ts";
+export { loadImageFolder } from "./lib/data/image_folder.ts";
+export {
+  matField,
+  MatFileError,
+  matNumbers,
+  type MatNumericClass,
+  matStrings,
+  type MatValue,
+  readMat,
+} from "./lib/data/mat5.ts";
+export {
+  type BadImage,
+  type DecoderName,
+  type ImageBatch,
+  ImageDecodeError,
+  type ImageDecoder,
+  readImage,
+  readImageBatch,
+  type ReadImageBatchOptions,
+  type RgbImage,
+  selectImageDecoder,
+} from "./lib/data/images.ts";
+export {
+  cropImage,
+  evalTransform,
+  flipHorizontal,
+  type Interpolation,
+  normalizeImage,
+  randomResizedCropBox,
+  resizeImage,
+  trainTransform,
+  type TrainTransformOptions,
+  type TransformConfig,
+} from "./lib/data/transforms.ts";
+export { encodePng } from "./lib/data/png.ts";
+export {
+  type BirdSpecies,
+  loadSynthBirds,
+  type LoadSynthBirdsOptions,
+  materializeSynthBirds,
+  type SynthBirdsClass,
+  synthBirdsClasses,
+  type SynthBirdsConfig,
+  synthBirdsConfig,
+  synthBirdsContactSheet,
+  type SynthBirdsManifest,
+  type SynthBirdsOptions,
+} from "./lib/data/synthbirds.ts";
+export {
+  type Consistency,
+  consistencyFromKernel,
+  consistencyKernel,
+  consistencyRegularizer,
+} from "./lib/carrot/consistency.ts";
+export {
+  constrainedStep,
+  effectiveSampleSizes,
+  reweight,
+  type ReweightEstimator,
+  type ReweightOptions,
+  type ReweightResult,
+  type TrajectoryEntry,
+} from "./lib/carrot/reweight.ts";
+export {
+  defaultLambdaGrid,
+  tuneLambda,
+  type TuneLambdaOptions,
+  type TuneLambdaResult,
+} from "./lib/carrot/lambda.ts";
+export { evaluateHead, type Metrics, metricsFromProbabilities } from "./lib/carrot/metrics.ts";
+export { selectRows, splitFeatures, stratifiedSplitIndices } from "./lib/split.ts";
+export {
+  figureBundle,
+  type FigureOptions,
+  htmlTable,
+  markdownTable,
+  type MimeBundle,
+  type PlotlyFigure,
+  show,
+  showFigure,
+  showMarkdown,
+  showTable,
+  tableBundle,
+  type TableCell,
+  type TableOptions,
+} from "./lib/report/display.ts";
+export { type AxesOptions, barFigure, lineFigure, scatterFigure, type Series } from "./lib/report/figures.ts";

@@ -84,9 +84,7 @@ export async function benchInfluence(): Promise<void> {
   };
   const exact = await timed(() => testInfluence(fit, train, subset, { topK: 10 }));
   log(`testInfluence exact top-10, 500 test points: ${exact.seconds.toFixed(2)} s`);
-  const approx = await timed(() =>
-    testInfluence(fit, train, subset, { topK: 10, method: "ekfac" })
-  );
+  const approx = await timed(() => testInfluence(fit, train, subset, { topK: 10, method: "ekfac" }));
   log(`testInfluence EK-FAC top-10, 500 test points: ${approx.seconds.toFixed(2)} s`);
   disposeHead(fit);
   tf.dispose([train.features, val.features, test.features, subset.features]);

@@ -1,14 +1,26 @@
 /**
- * `deno task bench [suite…]`: CARROT's benchmarks. Suites: `head` (default: all). Each prints throughput and the
+ * `deno task bench [suite…]`: CARROT's benchmarks. Suites: head, influence, agreement, backbone, experiment,
+ * debugging (default: all). Each prints throughput and the
  * ratio to the reference figures in `../shared/REFERENCE.md`; rerun those baselines side by side when comparing,
  * since this machine type drifts 2–3× (REFERENCE.md).
  */
 import { parseArgs } from "node:util";
 import { type BackendPreference, releaseBackend, selectBackend } from "../lib/backend.ts";
 import { log } from "../lib/progress.ts";
+import { benchBackbone } from "../bench/backbone.ts";
 import { benchHead } from "../bench/head.ts";
+import { benchInfluence } from "../bench/influence.ts";
+import { benchAgreement } from "../bench/agreement.ts";
+import { benchDebugging, benchExperiment } from "../bench/experiment.ts";
 
-const suites: Record<string, (options: { dump?: string }) => Promise<void>> = { head: benchHead };
+const suites: Record<string, (options: { dump?: string }) => Promise<void>> = {
+  head: benchHead,
+  influence: benchInfluence,
+  agreement: benchAgreement,
+  backbone: benchBackbone,
+  experiment: benchExperiment,
+  debugging: benchDebugging,
+};
 
 const { values, positionals } = parseArgs({
   args: Deno.args,

@@ -21,14 +21,22 @@ export interface Metrics {
 }
 
 /** Metrics from predicted probabilities `[t, K]` (row-major) and labels. */
-export function metricsFromProbabilities(probabilities: Float32Array, labels: Int32Array, numClasses: number): Metrics {
+export function metricsFromProbabilities(
+  probabilities: Float32Array,
+  labels: Int32Array,
+  numClasses: number,
+): Metrics {
   const t = labels.length, bins = 15;
-  const binCount = new Float64Array(bins), binCorrect = new Float64Array(bins), binConfidence = new Float64Array(bins);
+  const binCount = new Float64Array(bins),
+    binCorrect = new Float64Array(bins),
+    binConfidence = new Float64Array(bins);
   const classCount = new Float64Array(numClasses), classCorrect = new Float64Array(numClasses);
   let correct = 0, nll = 0;
   for (let j = 0; j < t; j++) {
     let best = 0;
-    for (let k = 1; k < numClasses; k++) if (probabilities[j * numClasses + k] > probabilities[j * numClasses + best]) best = k;
+    for (let k = 1; k < numClasses; k++) {
+      if (probabilities[j * numClasses + k] > probabilities[j * numClasses + best]) best = k;
+    }
     const confidence = probabilities[j * numClasses + best];
     const hit = best === labels[j] ? 1 : 0;
     const b = Math.min(bins - 1, Math.floor(confidence * bins));

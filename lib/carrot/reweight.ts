@@ -28,7 +28,6 @@
  * of α_c ≥ 0 and 1. So it is also the projection onto {α ≥ 0, mass, ESS} (the projection onto the larger set
  * already lies in the smaller one).
  */
-import * as tf from "@tensorflow/tfjs";
 import type { LabeledFeatures } from "./labeled_features.ts";
 import { disposeHead, fitHead, type HeadFit } from "./head.ts";
 import { validationAlphaGradient } from "./influence.ts";

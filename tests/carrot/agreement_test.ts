@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
 import { selectBackend } from "../../lib/backend.ts";
-import { attributionAgreement, agreementMethods } from "../../lib/carrot/agreement.ts";
+import { agreementMethods, attributionAgreement } from "../../lib/carrot/agreement.ts";
 import { knnCosineScores } from "../../lib/carrot/knn.ts";
 import { makeFineGrainedFeatures } from "../../lib/data/synthetic_features.ts";
 import { assertClose } from "../_assert.ts";

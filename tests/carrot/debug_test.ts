@@ -12,11 +12,30 @@ import { assertClose } from "../_assert.ts";
 await selectBackend("wasm", { threads: 1, quiet: true });
 
 const small = (seed: number, rate = 0.3) =>
-  makeFineGrainedFeatures({ numClasses: 6, groups: 2, dim: 12, perClass: { train: 25, val: 10, test: 10 }, labelNoise: { rate }, seed });
-const dispose = (d: ReturnType<typeof small>) => tf.dispose([d.train.features, d.val.features, d.test.features]);
+  makeFineGrainedFeatures({
+    numClasses: 6,
+    groups: 2,
+    dim: 12,
+    perClass: { train: 25, val: 10, test: 10 },
+    labelNoise: { rate },
+    seed,
+  });
+const dispose = (d: ReturnType<typeof small>) =>
+  tf.dispose([d.train.features, d.val.features, d.test.features]);
 
 Deno.test("detectionMetrics(): AUROC with ties, precision@k and recall at 5/10/20% by hand", () => {
-  const m = detectionMetrics([0.9, 0.8, 0.8, 0.1, 0.5, 0.2, 0.3, 0.4, 0.6, 0.7], [1, 1, 0, 0, 0, 0, 0, 0, 0, 1]);
+  const m = detectionMetrics([0.9, 0.8, 0.8, 0.1, 0.5, 0.2, 0.3, 0.4, 0.6, 0.7], [
+    1,
+    1,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    1,
+  ]);
   // positives 0.9, 0.8, 0.7 vs 7 negatives: 7 + 6.5 + 6 = 19.5 of 21 pairs
   assertClose(m.auroc, 19.5 / 21, { atol: 1e-12 });
   assertClose(m.precisionAtFlagged, 2 / 3, { atol: 1e-12 }); // top 3: 0.9, 0.8 (pos or neg tie), 0.8
@@ -78,7 +97,11 @@ Deno.test("faithfulness(): removing top supporters beats random removal; keeping
     assert.ok(Number.isNaN(row(m, 5).agreement));
   }
   // keep-top-K with K ≥ the class size keeps every point: the refit is the original head
-  const kept = await faithfulness(fit, data.train, data.test, { methods: ["representer"], ks: [3, 1000], sample: 5 });
+  const kept = await faithfulness(fit, data.train, data.test, {
+    methods: ["representer"],
+    ks: [3, 1000],
+    sample: 5,
+  });
   const all = kept.rows.find((r) => r.K === 1000)!;
   assert.equal(all.agreement, 1);
   assert.ok(all.kl < 1e-4, `KL ${all.kl}`);
@@ -101,7 +124,9 @@ Deno.test("runExperiment(): rows per method with mean ± std over seeds, markdow
     assert.equal(r.runs.length, 2);
     const mean = (r.runs[0].accuracy + r.runs[1].accuracy) / 2;
     assertClose(r.accuracy.mean, mean, { atol: 1e-12 });
-    assertClose(r.accuracy.std, Math.abs(r.runs[0].accuracy - r.runs[1].accuracy) / Math.SQRT2, { atol: 1e-12 });
+    assertClose(r.accuracy.std, Math.abs(r.runs[0].accuracy - r.runs[1].accuracy) / Math.SQRT2, {
+      atol: 1e-12,
+    });
   }
   const table = experimentTable(rows);
   assert.match(table, /^\| method \| top-1/);

@@ -14,7 +14,14 @@ import { assertClose } from "../_assert.ts";
 await selectBackend("wasm", { threads: 1, quiet: true });
 
 const small = (seed: number, rate = 0.3) =>
-  makeFineGrainedFeatures({ numClasses: 8, groups: 2, dim: 16, perClass: { train: 25, val: 10, test: 20 }, labelNoise: { rate }, seed });
+  makeFineGrainedFeatures({
+    numClasses: 8,
+    groups: 2,
+    dim: 16,
+    perClass: { train: 25, val: 10, test: 20 },
+    labelNoise: { rate },
+    seed,
+  });
 
 function massesAndEss(alpha: Float32Array, labels: Int32Array, k: number) {
   const mass = new Float64Array(k), count = new Float64Array(k);
@@ -44,7 +51,9 @@ Deno.test("constrainedStep() keeps α ≥ 0, class masses n_c and ESS_c ≥ ρ n
     const devP = Math.sqrt(members.reduce((s, i) => s + (projected[i] - 1) ** 2, 0));
     const radius = Math.sqrt(members.length * (1 / 0.9 - 1));
     assertClose(devP, Math.min(dev, radius), { rtol: 1e-4, what: "distance to uniform" });
-    for (const i of members) assertClose(projected[i] - 1, (free[i] - 1) * Math.min(1, radius / dev), { atol: 1e-5 });
+    for (const i of members) {
+      assertClose(projected[i] - 1, (free[i] - 1) * Math.min(1, radius / dev), { atol: 1e-5 });
+    }
   }
 });
 
@@ -70,7 +79,10 @@ Deno.test("reweight() with the exact estimator: L_val non-increasing, constraint
   let noisy = 0, clean = 0;
   data.train.mislabeled.forEach((m, i) => m ? noisy += result.alpha[i] : clean += result.alpha[i]);
   const nNoisy = data.train.mislabeled.reduce((s, v) => s + v, 0);
-  assert.ok(noisy / nNoisy < clean / (data.train.labels.length - nNoisy), "mislabeled points should be down-weighted");
+  assert.ok(
+    noisy / nNoisy < clean / (data.train.labels.length - nNoisy),
+    "mislabeled points should be down-weighted",
+  );
   disposeHead(result.fit);
   tf.dispose([data.train.features, data.val.features, data.test.features]);
 });
@@ -80,7 +92,10 @@ Deno.test("reweight() runs every estimator and the consistency term; options are
   for (const estimator of ["representer", "tracin", "trak"] as const) {
     const r = await reweight(data.train, data.val, { lambda: 3, outerSteps: 2, estimator });
     for (let s = 1; s < r.trajectory.length; s++) {
-      assert.ok(r.trajectory[s].objective <= r.trajectory[s - 1].objective, `${estimator}: backtracking keeps F monotone`);
+      assert.ok(
+        r.trajectory[s].objective <= r.trajectory[s - 1].objective,
+        `${estimator}: backtracking keeps F monotone`,
+      );
     }
     disposeHead(r.fit);
   }
@@ -127,7 +142,13 @@ Deno.test("tuneLambda() picks the grid λ with the lowest validation NLL; splitF
   for (let c = 0; c < 8; c++) assert.equal(split.val.labels.filter((y) => y === c).length, 5);
   assert.equal(split.train.labels.length + split.val.labels.length, data.train.labels.length);
   assert.deepEqual(splitFeatures(data.train, { perClass: 5 }, 1).valIndices, split.valIndices);
-  tf.dispose([data.train.features, data.val.features, data.test.features, split.train.features, split.val.features]);
+  tf.dispose([
+    data.train.features,
+    data.val.features,
+    data.test.features,
+    split.train.features,
+    split.val.features,
+  ]);
 });
 
 Deno.test("metricsFromProbabilities(): accuracy, per-class accuracy, 15-bin ECE and NLL by hand", () => {

@@ -1,0 +1,216 @@
+/**
+ * Glue between timm checkpoints and the architectures: the checkpoint plan that each `filter…Checkpoint` returns,
+ * config validation, and the one-pass weight reader that checks every key and shape before any tensor is built.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { createHash } from "node:crypto";
+import type { Backbone, CheckpointPlan, LoadReport, Preprocessing } from "./backbone.ts";
+import { ParameterTable } from "./_layers.ts";
+import { type SafetensorsDtype, streamSafetensors, type TensorData } from "./safetensors.ts";
+
+/** Starts a plan that maps every checkpoint key to itself; filters then rename, drop or transform entries. */
+export function identityPlan(checkpoint: ReadonlyMap<string, number[]>): CheckpointPlan {
+  const tensors = new Map([...checkpoint].map(([key, shape]) => [key, { source: key, shape }]));
+  return { tensors, renamed: [], ignored: [], resampled: [] };
+}
+
+/** What an architecture module provides to the registry. */
+export interface Architecture<Config> {
+  /** Fills timm's constructor defaults into `input` and validates it (TypeError/RangeError naming the field). */
+  resolve(input: Record<string, unknown>): Config;
+  /** Every parameter key of `config` in timm's layout with its shape, in timm's order. */
+  parameterShapes(config: Config): Map<string, number[]>;
+  /** Maps checkpoint keys (with shapes) onto `config`'s keys: the one place where keys are renamed or reshaped. */
+  filterCheckpoint(checkpoint: ReadonlyMap<string, number[]>, config: Config): CheckpointPlan;
+  /** Builds the backbone from loaded parameters. */
+  create(config: Config, params: ParameterTable, info: ModelInfo): Backbone<Config>;
+}
+
+/** Provenance handed to `Architecture.create`. */
+export interface ModelInfo {
+  name: string;
+  preprocessing: Preprocessing;
+  weightsSha256: string;
+  report: LoadReport;
+  maxTensorBytes: number;
+}
+
+/**
+ * `{ ...defaults, ...input }` after checking that `input` names only known fields and that each has the type of
+ * its default (integers where the default is an integer); throws a `TypeError` naming the field and the fix.
+ */
+export function withDefaults<Config extends object>(
+  defaults: Config,
+  input: Record<string, unknown>,
+  what: string,
+): Config {
+  for (const [field, value] of Object.entries(input)) {
+    if (!(field in defaults)) {
+      throw new TypeError(
+        `${what}: unknown field "${field}"; known fields (timm's constructor arguments in camelCase): ` +
+          Object.keys(defaults).join(", "),
+      );
+    }
+    const reference = (defaults as Record<string, unknown>)[field];
+    const ok = reference === null
+      ? value === null || typeof value === "number" || typeof value === "boolean"
+      : Array.isArray(reference)
+      ? Array.isArray(value) && value.every((v) => Number.isInteger(v) && v > 0)
+      : typeof value === typeof reference &&
+        (typeof value !== "number" || !Number.isInteger(reference) || Number.isInteger(value));
+    if (!ok) {
+      throw new TypeError(`${what}: field "${field}" = ${JSON.stringify(value)} has the wrong type`);
+    }
+  }
+  return { ...defaults, ...input } as Config;
+}
+
+/** Throws a `RangeError` "`what`: `field` must be …, got …" unless `ok`. */
+export function requireThat(ok: boolean, what: string, message: string): void {
+  if (!ok) throw new RangeError(`${what}: ${message}`);
+}
+
+const shapeText = (shape: readonly number[]) => `[${shape.join(", ")}]`;
+const sameShape = (a: readonly number[], b: readonly number[]) =>
+  a.length === b.length && a.every((d, i) => d === b[i]);
+
+function listKeys(keys: string[]): string {
+  return keys.length <= 8 ? keys.join(", ") : `${keys.slice(0, 8).join(", ")} and ${keys.length - 8} more`;
+}
+
+/** What `checkPlan` decided: which model keys to read from which checkpoint keys. */
+interface CheckedPlan {
+  plan: CheckpointPlan;
+  unexpected: string[];
+  /** True when a missing head was dropped (non-strict): the model is built without one. */
+  headDropped: boolean;
+}
+
+/**
+ * Compares a plan with the parameter shapes of `config`. Strict: any missing or unexpected key throws a
+ * `TypeError` listing them. Non-strict: unexpected keys are ignored and a missing head is dropped; any other
+ * missing key still throws. A shape mismatch throws `Cannot load "<key>": expected [..], got [..]`.
+ */
+function checkPlan<Config extends { numClasses: number }>(
+  arch: Architecture<Config>,
+  config: Config,
+  checkpoint: ReadonlyMap<string, number[]>,
+  strict: boolean,
+  source: string,
+): CheckedPlan & { config: Config } {
+  const plan = arch.filterCheckpoint(checkpoint, config);
+  let expected = arch.parameterShapes(config);
+  let missing = [...expected.keys()].filter((k) => !plan.tensors.has(k));
+  let headDropped = false;
+  if (!strict && missing.length && config.numClasses > 0) {
+    const headless = { ...config, numClasses: 0 };
+    const withoutHead = arch.parameterShapes(headless);
+    if (missing.every((k) => !withoutHead.has(k))) {
+      [config, expected, missing, headDropped] = [headless, withoutHead, [], true];
+    }
+  }
+  const unexpected = [...plan.tensors.keys()].filter((k) => !expected.has(k));
+  if (missing.length || (strict && unexpected.length)) {
+    throw new TypeError(
+      `${source}: the checkpoint does not fit the config: ` +
+        [
+          missing.length ? `missing keys: ${listKeys(missing)}` : "",
+          strict && unexpected.length ? `unexpected keys: ${listKeys(unexpected)}` : "",
+        ].filter(Boolean).join("; ") +
+        ". Check the config (numClasses, globalPool, depth, …) against the checkpoint" +
+        (strict ? ", or pass { strict: false } to ignore unexpected keys and drop a missing head" : ""),
+    );
+  }
+  for (const [key, shape] of expected) {
+    const got = plan.tensors.get(key)!.shape;
+    if (!sameShape(got, shape)) {
+      throw new RangeError(
+        `Cannot load "${key}": expected ${shapeText(shape)}, got ${shapeText(got)} (${source})`,
+      );
+    }
+  }
+  for (const key of unexpected) plan.tensors.delete(key);
+  return { plan, unexpected, headDropped, config };
+}
+
+function toFloat32(key: string, data: TensorData, source: string): Float32Array {
+  if (data.values instanceof Float32Array) return data.values;
+  if (data.values instanceof Float64Array) return Float32Array.from(data.values);
+  throw new TypeError(`Cannot load "${key}": dtype ${data.dtype} is not floating point (${source})`);
+}
+
+/** SHA-256 over name, dtype, shape and bytes of every tensor in name order: the identity of in-memory weights. */
+function hashTensors(weights: ReadonlyMap<string, TensorData>): string {
+  const hash = createHash("sha256");
+  for (const name of [...weights.keys()].sort()) {
+    const t = weights.get(name)!;
+    hash.update(`${name}\0${t.dtype}\0${t.shape.join(",")}\0`);
+    hash.update(new Uint8Array(t.values.buffer, t.values.byteOffset, t.values.byteLength));
+  }
+  return hash.digest("hex");
+}
+
+/**
+ * Loads `weights` (a safetensors path, streamed in one pass that also hashes the file, or in-memory tensors)
+ * into the architecture: plan, check every key and shape before reading any data, build float32 tensors on the
+ * current tfjs backend, construct. Frees everything already built when anything throws.
+ */
+export async function loadArchitecture<Config extends { numClasses: number }>(
+  arch: Architecture<Config>,
+  config: Config,
+  weights: string | ReadonlyMap<string, TensorData>,
+  options: { strict: boolean; name: string; preprocessing: Preprocessing; maxTensorBytes: number },
+): Promise<Backbone<Config>> {
+  const source = typeof weights === "string" ? weights : "(memory)";
+  const built = new Map<string, tf.Tensor>();
+  const table = new ParameterTable(built);
+  let checked: (CheckedPlan & { config: Config }) | undefined;
+  const bySource = new Map<string, string>();
+  const select = (shapes: ReadonlyMap<string, { shape: number[]; dtype: SafetensorsDtype }>) => {
+    const checkpoint = new Map([...shapes].map(([k, e]) => [k, e.shape]));
+    checked = checkPlan(arch, config, checkpoint, options.strict, source);
+    for (const [key, planned] of checked.plan.tensors) bySource.set(planned.source, key);
+    return bySource.keys();
+  };
+  const onTensor = (name: string, data: TensorData) => {
+    const key = bySource.get(name)!;
+    const planned = checked!.plan.tensors.get(key)!;
+    const values = toFloat32(key, data, source);
+    built.set(
+      key,
+      tf.tensor(planned.transform ? planned.transform(values) : values, planned.shape, "float32"),
+    );
+  };
+  try {
+    let sha256: string;
+    if (typeof weights === "string") {
+      const result = await streamSafetensors(weights, {
+        select: (header) => select(header.entries),
+        onTensor,
+        sha256: true,
+      });
+      sha256 = result.sha256!;
+    } else {
+      for (const name of select(weights)) onTensor(name, weights.get(name)!);
+      sha256 = hashTensors(weights);
+    }
+    const { plan, unexpected } = checked!;
+    const report: LoadReport = {
+      source,
+      renamed: plan.renamed,
+      ignored: plan.ignored,
+      unexpected,
+      resampled: plan.resampled,
+    };
+    return arch.create(checked!.config, table, {
+      name: options.name,
+      preprocessing: options.preprocessing,
+      weightsSha256: sha256,
+      report,
+      maxTensorBytes: options.maxTensorBytes,
+    });
+  } catch (e) {
+    tf.dispose([...built.values(), ...table.owned]);
+    throw e;
+  }
+}
