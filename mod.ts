@@ -120,8 +120,10 @@ export {
   streamSafetensors,
   type StreamSafetensorsOptions,
   type TensorData,
+  type TensorSpec,
   type TensorValues,
   writeSafetensors,
+  writeSafetensorsStreaming,
 } from "./lib/models/safetensors.ts";
 export { type PosEmbedResample, resampleAbsPosEmbed } from "./lib/models/pos_embed.ts";
 export type {
@@ -274,3 +276,4 @@ export {
   type TableOptions,
 } from "./lib/report/display.ts";
 export { type AxesOptions, barFigure, lineFigure, scatterFigure, type Series } from "./lib/report/figures.ts";
+export { writeInfluenceMatrix } from "./lib/carrot/score_file.ts";

@@ -361,6 +361,38 @@ export async function readSafetensors(
   return { metadata: header.metadata, tensors };
 }
 
+/** A tensor to be written without its values in memory: name, dtype and shape. */
+export interface TensorSpec {
+  /** Tensor name (not "__metadata__"). */
+  name: string;
+  /** Storage dtype. */
+  dtype: SafetensorsDtype;
+  /** Dimensions, outermost first. */
+  shape: number[];
+}
+
+/** The 8-byte length prefix and the space-padded JSON header for `specs` in the given order. */
+function encodeHeader(path: string, specs: TensorSpec[], metadata?: Record<string, string>): Uint8Array {
+  const header: Record<string, unknown> = {};
+  if (metadata) header.__metadata__ = metadata;
+  let offset = 0;
+  for (const { name, dtype, shape } of specs) {
+    if (name === "__metadata__") {
+      throw new TypeError(`${path}: "__metadata__" is reserved and cannot name a tensor`);
+    }
+    const spec = DTYPES[dtype];
+    if (!spec) throw new TypeError(`${path}: tensor "${name}" has unknown dtype ${JSON.stringify(dtype)}`);
+    const bytes = numel(shape) * spec.bytes;
+    header[name] = { dtype, shape, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
+  }
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const out = new Uint8Array(8 + json.length + ((8 - (json.length % 8)) % 8)).fill(0x20);
+  new DataView(out.buffer).setBigUint64(0, BigInt(out.length - 8), true);
+  out.set(json, 8);
+  return out;
+}
+
 /**
  * Writes `tensors` to `path` atomically (temporary file in the same folder, then rename), sorted by name, with
  * optional string `metadata`. The JSON header is padded with spaces so that 8 + N is a multiple of 8. Throws a
@@ -374,16 +406,9 @@ export async function writeSafetensors(
 ): Promise<void> {
   const list = (tensors instanceof Map ? [...tensors] : Object.entries(tensors)) as [string, TensorData][];
   list.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-  const header: Record<string, unknown> = {};
-  if (options.metadata) header.__metadata__ = options.metadata;
-  let offset = 0;
   for (const [name, t] of list) {
-    if (name === "__metadata__") {
-      throw new TypeError(`${path}: "__metadata__" is reserved and cannot name a tensor`);
-    }
     const spec = DTYPES[t.dtype];
-    if (!spec) throw new TypeError(`${path}: tensor "${name}" has unknown dtype ${JSON.stringify(t.dtype)}`);
-    if (!(t.values instanceof spec.write)) {
+    if (spec && !(t.values instanceof spec.write)) {
       throw new TypeError(
         `${path}: tensor "${name}" is ${t.dtype}, which takes a ${spec.write.name}, got ${t.values.constructor.name}`,
       );
@@ -393,17 +418,45 @@ export async function writeSafetensors(
         `${path}: tensor "${name}" has ${t.values.length} values for shape [${t.shape.join(", ")}]`,
       );
     }
-    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + t.values.byteLength] };
-    offset += t.values.byteLength;
   }
-  const json = new TextEncoder().encode(JSON.stringify(header));
-  const padded = new Uint8Array(json.length + ((8 - (json.length % 8)) % 8)).fill(0x20);
-  padded.set(json);
-  const prefix = new Uint8Array(8);
-  new DataView(prefix.buffer).setBigUint64(0, BigInt(padded.length), true);
+  const header = encodeHeader(
+    path,
+    list.map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape })),
+    options.metadata,
+  );
   await writeAtomic(path, async (file) => {
-    await writeAll(file, prefix);
-    await writeAll(file, padded);
+    await writeAll(file, header);
     for (const [, t] of list) await writeAll(file, bytesOf(t.values));
+  });
+}
+
+/**
+ * Writes a safetensors file whose tensor values arrive in pieces, so that a matrix larger than memory (e.g. a
+ * train × test score matrix) streams to disk: the header for `specs` (in this order) goes first, then `fill`
+ * receives a `write` that appends raw little-endian bytes, which must add up to exactly the declared sizes, in
+ * order. Atomic like `writeSafetensors`; throws a `RangeError` naming the file when the byte count is off.
+ */
+export async function writeSafetensorsStreaming(
+  path: string,
+  specs: TensorSpec[],
+  fill: (write: (values: TensorValues) => Promise<void>) => Promise<void>,
+  options: { metadata?: Record<string, string> } = {},
+): Promise<void> {
+  const header = encodeHeader(path, specs, options.metadata);
+  const expected = specs.reduce((s, t) => s + numel(t.shape) * DTYPES[t.dtype].bytes, 0);
+  await writeAtomic(path, async (file) => {
+    await writeAll(file, header);
+    let written = 0;
+    await fill(async (values) => {
+      const bytes = bytesOf(values);
+      if (written + bytes.length > expected) {
+        throw new RangeError(`${path}: more data than the ${expected} bytes the header declares`);
+      }
+      written += bytes.length;
+      await writeAll(file, bytes);
+    });
+    if (written !== expected) {
+      throw new RangeError(`${path}: wrote ${written} of the ${expected} declared bytes`);
+    }
   });
 }
