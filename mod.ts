@@ -277,3 +277,24 @@ export {
 } from "./lib/report/display.ts";
 export { type AxesOptions, barFigure, lineFigure, scatterFigure, type Series } from "./lib/report/figures.ts";
 export { writeInfluenceMatrix } from "./lib/carrot/score_file.ts";
+export { type RunArtifacts, type RunResult, runTraining, type TrainConfig } from "./lib/pipeline/train.ts";
+export { faithfulness, type FaithfulnessOptions, type FaithfulnessRow } from "./lib/carrot/faithfulness.ts";
+export {
+  type DetectionMetrics,
+  detectionMetrics,
+  fixSuspects,
+  rankSuspects,
+  type SuspectOptions,
+  type SuspectRanking,
+} from "./lib/carrot/debug.ts";
+export {
+  type ExperimentData,
+  type ExperimentMethod,
+  experimentMethods,
+  type ExperimentOptions,
+  type ExperimentRow,
+  experimentTable,
+  runExperiment,
+} from "./lib/carrot/experiment.ts";
+export { type PipelineFeatures, type SplitFeatures } from "./lib/pipeline/features_input.ts";
+export { renderReport } from "./lib/report/report.ts";

@@ -1,9 +1,145 @@
 /**
- * `deno task train`: images → features → explained, reweighted classifier. The end-to-end pipeline lands with
- * the pipeline issue (#8); until then this entry point exists, says so, and exits non-zero.
+ * `deno task train`: one command from images to an explained, reweighted classifier (lib/pipeline/train.ts).
+ * Options come from the command line and an optional JSON config file (`--config run.json`; command-line values
+ * win), are validated with zod (unknown keys and bad values are rejected with the path of the field), printed,
+ * and saved in the run directory. `--help` lists every option with its default.
  */
-console.error(
-  "deno task train: not yet — the end-to-end pipeline is issue #8 (see `issues list`). " +
-    "Available now: the head and representer API in mod.ts (fitHead, explain), `deno task test`, `deno task bench`.",
-);
-Deno.exit(1);
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { z } from "zod";
+import { type BackendPreference, releaseBackend, selectBackend } from "../lib/backend.ts";
+import { DATASET_NAMES } from "../lib/data/dataset.ts";
+import { defaultLambdaGrid } from "../lib/carrot/lambda.ts";
+import { runTraining, type TrainConfig } from "../lib/pipeline/train.ts";
+import { log } from "../lib/progress.ts";
+
+const numberList = z.union([
+  z.array(z.number().positive()),
+  z.string().transform((s) => s.split(",").map(Number)),
+]);
+
+/** Every option with its default and help text. */
+const schema = z.object({
+  dataset: z.enum([...DATASET_NAMES, "features"] as unknown as [string, ...string[]]).default("synthbirds")
+    .describe("dataset layout, or 'features' for --features files"),
+  dataRoot: z.string().default("data/synthbirds").describe(
+    "dataset root (SynthBirds is materialised there once)",
+  ),
+  model: z.string().default("vit_tiny_synth").describe("registered timm model name, or a .json timm config"),
+  weights: z.string().default("data/weights/vit_tiny_synth.safetensors").describe("timm safetensors weights"),
+  features: z.union([z.array(z.string()), z.string().transform((s) => s.split(","))]).optional()
+    .describe(
+      "precomputed features train,val,test (.safetensors with 'features' and 'labels'; val may be empty)",
+    ),
+  backend: z.enum(["auto", "webgpu", "wasm", "cpu"]).default("auto").describe("tfjs backend"),
+  seeds: z.coerce.number().int().min(1).default(3).describe("number of seeds (0..seeds-1)"),
+  valFraction: z.coerce.number().gt(0).lt(1).default(0.1).describe(
+    "validation share carved from train when the dataset has no val split",
+  ),
+  lambdaGrid: numberList.default([...defaultLambdaGrid]).describe("λ grid for the ERM head (tuned on val)"),
+  estimator: z.enum(["influence", "representer", "tracin", "trak"]).default("influence").describe(
+    "RRO gradient estimator",
+  ),
+  rho: z.coerce.number().min(0).max(1).default(0.5).describe("ESS floor ρ (0 disables)"),
+  gamma: z.coerce.number().min(0).default(10).describe("weight γ of the attribution-consistency regulariser"),
+  stepSize: z.coerce.number().positive().default(1).describe(
+    "RRO step η (largest log-change of any α per step)",
+  ),
+  outerSteps: z.coerce.number().int().min(0).default(20).describe("RRO outer steps"),
+  topK: z.coerce.number().int().min(1).default(10).describe("supporters/opposers per test image"),
+  influenceMethod: z.enum(["exact", "ekfac"]).default("exact").describe(
+    "test influence: exact block CG or EK-FAC",
+  ),
+  faithfulnessMethods: z.union([z.array(z.string()), z.string().transform((s) => s.split(","))])
+    .default(["representer", "influence", "knn", "random"]).describe("methods compared by remove/keep top-K"),
+  faithfulnessSample: z.coerce.number().int().min(1).default(10).describe(
+    "test points sampled for faithfulness",
+  ),
+  faithfulnessKs: z.union([
+    z.array(z.number().int().positive()),
+    z.string().transform((s) => s.split(",").map(Number)),
+  ])
+    .default([1, 5, 10, 20]).describe("K values of remove/keep top-K"),
+  batchSize: z.coerce.number().int().min(1).default(32).describe("images per backbone batch"),
+  cacheDir: z.string().default("data/cache/features").describe("feature cache folder"),
+  name: z.string().optional().describe("run name (default <dataset>-<model>)"),
+  skipBadImages: z.coerce.boolean().default(false).describe(
+    "skip unreadable images (listed in metrics.json)",
+  ),
+}).strict();
+
+const booleanFlags = new Set(["skipBadImages"]);
+
+function help(): string {
+  const lines = ["usage: deno task train [--config file.json] [--option value …]", "", "options (default):"];
+  for (const [key, field] of Object.entries(schema.shape)) {
+    const parsed = (field as z.ZodType).safeParse(undefined);
+    const fallback = parsed.success && parsed.data !== undefined ? JSON.stringify(parsed.data) : "—";
+    lines.push(`  --${key.padEnd(20)} ${(field as z.ZodType).description ?? ""} (${fallback})`);
+  }
+  return lines.join("\n");
+}
+
+const args = parseArgs({ args: Deno.args, strict: false, allowPositionals: false });
+if (args.values.help) {
+  console.log(help());
+  Deno.exit(0);
+}
+const { config: configFile, help: _help, ...cli } = args.values as Record<string, string | boolean>;
+let fromFile: Record<string, unknown> = {};
+if (typeof configFile === "string") {
+  if (!existsSync(configFile)) {
+    console.error(`train: config file ${configFile} not found`);
+    Deno.exit(2);
+  }
+  fromFile = JSON.parse(readFileSync(configFile, "utf8"));
+}
+for (const [key, value] of Object.entries(cli)) if (value === true && !booleanFlags.has(key)) cli[key] = "";
+const parsed = schema.safeParse({ ...fromFile, ...cli });
+if (!parsed.success) {
+  for (const issue of parsed.error.issues) {
+    console.error(`train: --${issue.path.join(".") || "?"}: ${issue.message}`);
+  }
+  console.error("train: see `deno task train --help`");
+  Deno.exit(2);
+}
+const options = parsed.data;
+const config: TrainConfig = {
+  ...options,
+  dataset: options.dataset as TrainConfig["dataset"],
+  faithfulnessMethods: options.faithfulnessMethods as TrainConfig["faithfulnessMethods"],
+  runDir: join("runs", options.name ?? `${options.dataset}-${options.model}`),
+};
+if (config.dataset !== "features" && !existsSync(config.weights)) {
+  console.error(
+    `train: weights ${config.weights} not found; pass --weights path/to/model.safetensors ` +
+      "(timm weights: the model's Hugging Face page, file model.safetensors) or --dataset features --features …",
+  );
+  Deno.exit(2);
+}
+log(`config: ${JSON.stringify(config)}`);
+await selectBackend(options.backend as BackendPreference);
+let interrupted = false;
+Deno.addSignalListener("SIGINT", () => {
+  if (interrupted) Deno.exit(130);
+  interrupted = true;
+  log(
+    "interrupted: the feature cache keeps every finished shard; rerun the same command to resume (Ctrl-C again to quit now)",
+  );
+  releaseBackend();
+  Deno.exit(130);
+});
+try {
+  const result = await runTraining(config);
+  const s = result.summary;
+  log(
+    `done: test top-1 ERM ${(100 * s.erm.accuracy.mean).toFixed(1)} ± ${
+      (100 * s.erm.accuracy.std).toFixed(1)
+    }% → ` +
+      `CARROT ${(100 * s.carrot.accuracy.mean).toFixed(1)} ± ${(100 * s.carrot.accuracy.std).toFixed(1)}%; ` +
+      `report ${join(config.runDir, "report.html")}`,
+  );
+} finally {
+  releaseBackend();
+}

@@ -54,8 +54,11 @@ export const experimentMethods: readonly ExperimentMethod[] = [
 
 /** The splits of one seed; the runner disposes their features. */
 export interface ExperimentData {
+  /** Training split (α lives here). */
   train: LabeledFeatures;
+  /** Validation split (L_val, λ tuning). */
   val: LabeledFeatures;
+  /** Test split (reported metrics). */
   test: LabeledFeatures;
 }
 
@@ -77,12 +80,17 @@ export interface ExperimentOptions {
 
 /** One method's test metrics over seeds. */
 export interface ExperimentRow {
+  /** The method of this row. */
   method: ExperimentMethod;
   /** Per-seed metrics, in seed order. */
   runs: Metrics[];
+  /** Top-1 accuracy, mean ± std over seeds. */
   accuracy: { mean: number; std: number };
+  /** Mean per-class accuracy, mean ± std. */
   perClassAccuracy: { mean: number; std: number };
+  /** ECE (15 bins), mean ± std. */
   ece: { mean: number; std: number };
+  /** NLL, mean ± std. */
   nll: { mean: number; std: number };
   /** Mean wall time per seed. */
   seconds: number;

@@ -34,7 +34,9 @@ export interface FaithfulnessOptions extends AttributionOptions {
 
 /** One (method, K) cell, averaged over the sampled test points. */
 export interface FaithfulnessRow {
+  /** The attribution method. */
   method: AttributionMethod;
+  /** Supporters removed (or kept per class). */
   K: number;
   /** Fraction of sampled predictions that changed after removing the top-K supporters. */
   flipRate: number;

@@ -68,7 +68,8 @@ function trace(series: Series, what: string, fields: Record<string, unknown>): R
 function layout(options: AxesOptions, extra: Record<string, unknown> = {}): Record<string, unknown> {
   const axis = (title: string | undefined, log: boolean | undefined) => ({
     title: { text: title ?? "" },
-    type: log ? "log" : "linear",
+    // linear unless asked; "-" lets plotly detect categories (bar charts over named groups)
+    type: log ? "log" : "-",
     zeroline: false,
   });
   return {

@@ -1,0 +1,229 @@
+/**
+ * The self-contained `report.html` of a run: plotly.js travels inside the page (gzipped, base64; see
+ * `display.ts`), thumbnails are inlined as PNG data URIs, so the file opens offline. Sections: accuracy and ECE of
+ * ERM vs CARROT (error bars over seeds), the L_val trajectory, α per class, faithfulness curves, mislabel-detection
+ * curves, a gallery of test images with their top supporting and opposing training images, and the top suspects.
+ */
+import type { RunArtifacts, RunResult } from "../pipeline/train.ts";
+import { figureBundle, type PlotlyFigure } from "./display.ts";
+import { barFigure, lineFigure } from "./figures.ts";
+import { readImage, selectImageDecoder } from "../data/images.ts";
+import { resizeImage } from "../data/transforms.ts";
+import { encodePng } from "../data/png.ts";
+
+const escape = (s: unknown) =>
+  String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!);
+
+function base64(bytes: Uint8Array): string {
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(binary);
+}
+
+/** A 64-pixel PNG data URI of an image file, or undefined when the file cannot be read. */
+async function thumbnail(path: string | undefined, decode: Awaited<ReturnType<typeof selectImageDecoder>>) {
+  if (!path) return undefined;
+  try {
+    const image = await readImage(path, decode);
+    const scale = 64 / Math.max(image.width, image.height);
+    const small = resizeImage(
+      image,
+      Math.max(1, Math.round(image.width * scale)),
+      Math.max(1, Math.round(image.height * scale)),
+    );
+    return `data:image/png;base64,${base64(encodePng(small))}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The detection curve of one ranking: share of flagged points found vs share of training points inspected. */
+function detectionCurve(scores: number[], flags: number[]) {
+  const order = scores.map((s, i) => [s, flags[i]]).sort((a, b) => b[0] - a[0]);
+  const total = flags.reduce((s, f) => s + f, 0);
+  const x: number[] = [], y: number[] = [];
+  let found = 0;
+  order.forEach(([, f], q) => {
+    found += f;
+    if (q % Math.max(1, Math.floor(order.length / 50)) === 0 || q === order.length - 1) {
+      x.push((q + 1) / order.length);
+      y.push(found / total);
+    }
+  });
+  return { x, y };
+}
+
+/** Renders the report page (see the module JSDoc). */
+export async function renderReport(result: RunResult, artifacts: RunArtifacts): Promise<string> {
+  const figures: [string, PlotlyFigure][] = [];
+  const { erm, carrot } = result.summary;
+  figures.push([
+    "Test accuracy and calibration, ERM vs CARROT (mean ± std over seeds)",
+    barFigure([
+      {
+        name: "ERM",
+        x: ["top-1 (%)", "per-class acc. (%)", "ECE (%)"],
+        y: [erm.accuracy.mean, erm.perClassAccuracy.mean, erm.ece.mean].map((v) => 100 * v),
+        error: [erm.accuracy.std, erm.perClassAccuracy.std, erm.ece.std].map((v) => 100 * v),
+      },
+      {
+        name: "CARROT",
+        x: ["top-1 (%)", "per-class acc. (%)", "ECE (%)"],
+        y: [carrot.accuracy.mean, carrot.perClassAccuracy.mean, carrot.ece.mean].map((v) => 100 * v),
+        error: [carrot.accuracy.std, carrot.perClassAccuracy.std, carrot.ece.std].map((v) => 100 * v),
+      },
+    ], { yTitle: "%" }),
+  ]);
+  const steps = result.trajectory.map((e) => e.step);
+  figures.push([
+    "Validation loss over RRO outer steps (seed 0; step 0 = ERM)",
+    lineFigure([
+      { name: "L_val", x: steps, y: result.trajectory.map((e) => e.valLoss) },
+      { name: "val top-1", x: steps, y: result.trajectory.map((e) => e.valAccuracy) },
+      { name: "min ESS_c / n_c", x: steps, y: result.trajectory.map((e) => e.essMin) },
+    ], { xTitle: "outer step" }),
+  ]);
+  const alpha = artifacts.alphaPerSeed[0];
+  const labels = Array.from(artifacts.trainIndices, (i) => artifacts.features.train.labels[i]);
+  figures.push(["Final α per class (seed 0)", {
+    data: [{
+      type: "box",
+      x: labels.map((c) => result.classNames[c] ?? String(c)),
+      y: Array.from(alpha),
+      boxpoints: false,
+      name: "α",
+    }],
+    layout: { yaxis: { title: { text: "α" } }, height: 420, margin: { b: 140 } },
+  }]);
+  const methods = [...new Set(result.faithfulness.map((r) => r.method))];
+  figures.push([
+    "Faithfulness: prediction flip rate after removing the top-K supporters",
+    lineFigure(
+      methods.map((m) => {
+        const rows = result.faithfulness.filter((r) => r.method === m);
+        return { name: m, x: rows.map((r) => r.K), y: rows.map((r) => r.flipRate) };
+      }),
+      { xTitle: "K removed", yTitle: "flip rate" },
+    ),
+  ]);
+  const items = artifacts.features.train.items;
+  const truth = items?.[0]?.truth ? artifacts.suspects.map((s) => items[s.index].truth!) : undefined;
+  if (truth && truth.some((t) => t.noisy)) {
+    const rankings = Object.keys(artifacts.suspects[0].scores);
+    figures.push([
+      "Mislabel detection: share of mislabeled images found vs share inspected",
+      lineFigure(
+        rankings.map((r) => ({
+          name: r,
+          ...detectionCurve(artifacts.suspects.map((s) => s.scores[r]), truth.map((t) => Number(t.noisy))),
+        })),
+        { xTitle: "fraction of training images inspected", yTitle: "fraction of mislabeled found" },
+      ),
+    ]);
+  }
+  const sections: string[] = [];
+  for (const [index, [title, figure]] of figures.entries()) {
+    const html = (await figureBundle(figure, { includePlotly: index === 0 }))["text/html"] as string;
+    sections.push(`<section><h2>${escape(title)}</h2>${html}</section>`);
+  }
+  sections.push(await gallery(result, artifacts));
+  return `<!doctype html><html><head><meta charset="utf-8"><title>CARROT report</title>
+<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse}
+td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}figure{display:inline-block;margin:2px;text-align:center;
+font-size:11px;width:76px;vertical-align:top}figure img{width:64px;height:64px;object-fit:contain;image-rendering:pixelated}
+.row{margin:8px 0;border-bottom:1px solid #eee}.sup{background:#e8f5e9}.opp{background:#ffebee}.sus{background:#fff8e1}</style>
+</head><body><h1>CARROT run report</h1>
+<p>${escape(result.config.dataset)} · ${escape(result.config.model)} · ${result.perSeed.length} seeds · λ ${
+    result.lambdas.map((l) => l.toPrecision(3)).join(", ")
+  } · estimator ${escape(result.config.estimator)}, ρ ${result.config.rho}, γ ${result.config.gamma}</p>
+${summaryTable(result)}
+${sections.join("\n")}
+</body></html>
+`;
+}
+
+function summaryTable(result: RunResult): string {
+  const pct = (s: { mean: number; std: number }) =>
+    `${(100 * s.mean).toFixed(1)} ± ${(100 * s.std).toFixed(1)}`;
+  const rows = (["erm", "carrot"] as const).map((k) => {
+    const s = result.summary[k];
+    return `<tr><td>${k.toUpperCase()}</td><td>${pct(s.accuracy)}</td><td>${
+      pct(s.perClassAccuracy)
+    }</td><td>${pct(s.ece)}</td><td>${s.nll.mean.toFixed(3)} ± ${s.nll.std.toFixed(3)}</td></tr>`;
+  });
+  const timings = Object.entries(result.timings).map(([k, v]) => `${escape(k)} ${v.toFixed(1)} s`).join(
+    " · ",
+  );
+  return `<table><tr><th>method</th><th>top-1 (%)</th><th>per-class acc. (%)</th><th>ECE (%)</th><th>NLL</th></tr>
+${rows.join("\n")}</table><p><small>stage timings: ${timings}</small></p>`;
+}
+
+async function gallery(result: RunResult, artifacts: RunArtifacts): Promise<string> {
+  const decoder = await selectImageDecoder();
+  const { features } = artifacts;
+  const trainPath = (row: number) => features.train.items?.[artifacts.trainIndices[row]]?.path;
+  const name = (c: number) => escape(result.classNames[c] ?? c);
+  const tile = async (path: string | undefined, caption: string, cls = "") => {
+    const src = await thumbnail(path, decoder);
+    return `<figure class="${cls}">${
+      src ? `<img src="${src}">` : ""
+    }<figcaption>${caption}</figcaption></figure>`;
+  };
+  const rows: string[] = [];
+  for (
+    const e of artifacts.explanations.slice(0, 12) as {
+      id: string;
+      label: number;
+      predicted: number;
+      representer: {
+        supporters: { index: number; score: number }[];
+        opposers: { index: number; score: number }[];
+      };
+    }[]
+  ) {
+    const testPath = features.test.items?.find((item) => item.id === e.id)?.path;
+    const cells = [await tile(testPath, `test: ${name(e.label)}<br>pred: ${name(e.predicted)}`)];
+    for (const s of e.representer.supporters.slice(0, 5)) {
+      cells.push(
+        await tile(
+          trainPath(s.index),
+          `+${s.score.toFixed(2)} ${name(features.train.labels[artifacts.trainIndices[s.index]])}`,
+          "sup",
+        ),
+      );
+    }
+    for (const s of e.representer.opposers.slice(0, 5)) {
+      cells.push(
+        await tile(
+          trainPath(s.index),
+          `${s.score.toFixed(2)} ${name(features.train.labels[artifacts.trainIndices[s.index]])}`,
+          "opp",
+        ),
+      );
+    }
+    rows.push(`<div class="row">${cells.join("")}</div>`);
+  }
+  const suspects: string[] = [];
+  for (const s of artifacts.suspects.slice(0, 24)) {
+    const item = features.train.items?.[s.index];
+    const flag = item?.truth
+      ? (item.truth.noisy ? " ✗ mislabeled" : item.truth.shortcut ? " shortcut" : " clean")
+      : "";
+    suspects.push(
+      await tile(
+        item?.path,
+        `${name(features.train.labels[s.index])}<br>g ${s.scores.harmfulness.toExponential(1)}${flag}`,
+        "sus",
+      ),
+    );
+  }
+  return `<section><h2>Test images with their top supporting (green) and opposing (red) training images</h2>
+<p>Representer contributions a_i(x) = β_ik (h_i·h_x) to the predicted logit (CARROT head, seed 0).</p>${
+    rows.join("\n")
+  }</section>
+<section><h2>Top suspected training images (harmfulness ∂L_val/∂α_i, ERM head)</h2><div>${
+    suspects.join("")
+  }</div></section>`;
+}

@@ -1,0 +1,114 @@
+/**
+ * Opens a generated report.html in headless Chromium (Debian's `chromium`, installed by .ci/run) and checks that
+ * every plotly figure rendered (one `.main-svg` per figure) and that the page logged no console errors; saves a
+ * screenshot to runs/report_screenshot.png.
+ */
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { selectBackend } from "../../lib/backend.ts";
+import { randomTimmWeights, resolveTimmConfig, type TimmConfigInput } from "../../lib/models/registry.ts";
+import { writeSafetensors } from "../../lib/models/safetensors.ts";
+import { runTraining } from "../../lib/pipeline/train.ts";
+import { setLogSink } from "../../lib/progress.ts";
+
+const chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find(existsSync);
+
+async function chrome(args: string[]): Promise<{ stdout: string; stderr: string }> {
+  const profile = await Deno.makeTempDir();
+  const flags = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    `--user-data-dir=${profile}`,
+  ];
+  const out = await new Deno.Command(chromium!, {
+    args: [...flags, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  await Deno.remove(profile, { recursive: true }).catch(() => {});
+  return { stdout: new TextDecoder().decode(out.stdout), stderr: new TextDecoder().decode(out.stderr) };
+}
+
+Deno.test({
+  name: "report.html renders every plotly figure in headless Chromium without console errors" +
+    (chromium ? "" : " (skipped: no chromium; apt-get install chromium)"),
+  ignore: !chromium,
+}, async () => {
+  await selectBackend("wasm", { threads: 1, quiet: true });
+  const dir = await Deno.makeTempDir();
+  const previous = setLogSink(() => {});
+  try {
+    const config = {
+      architecture: "vit",
+      imgSize: 32,
+      patchSize: 8,
+      embedDim: 32,
+      depth: 1,
+      numHeads: 2,
+      mlpRatio: 2,
+      numClasses: 0,
+    };
+    await Deno.writeTextFile(join(dir, "tiny.json"), JSON.stringify(config));
+    await writeSafetensors(
+      join(dir, "tiny.safetensors"),
+      randomTimmWeights(resolveTimmConfig(config as TimmConfigInput).config, 1),
+    );
+    const runDir = join(dir, "run");
+    await runTraining({
+      dataset: "synthbirds",
+      dataRoot: join(dir, "birds"),
+      synthBirds: { numClasses: 4, perClass: { train: 16, val: 6, test: 6 }, imageSize: 32 },
+      model: join(dir, "tiny.json"),
+      weights: join(dir, "tiny.safetensors"),
+      cacheDir: join(dir, "cache"),
+      runDir,
+      batchSize: 16,
+      skipBadImages: false,
+      seeds: 2,
+      valFraction: 0.1,
+      lambdaGrid: [1, 10],
+      estimator: "influence",
+      rho: 0.5,
+      gamma: 10,
+      stepSize: 1,
+      outerSteps: 2,
+      topK: 3,
+      influenceMethod: "ekfac",
+      faithfulnessMethods: ["representer", "random"],
+      faithfulnessSample: 3,
+      faithfulnessKs: [1, 3],
+    });
+    const url = `file://${resolve(runDir, "report.html")}`;
+    const dom = await chrome([
+      "--virtual-time-budget=20000",
+      "--enable-logging=stderr",
+      "--v=0",
+      "--dump-dom",
+      url,
+    ]);
+    const figures = (dom.stdout.match(/class="plot-container plotly"/g) ?? []).length;
+    const rendered = (dom.stdout.match(/class="main-svg"/g) ?? []).length;
+    assert.equal(figures, 5, "five figures: accuracy, trajectory, α, faithfulness, detection");
+    assert.ok(rendered >= figures, `${rendered} .main-svg for ${figures} figures`);
+    const errors = dom.stderr.split("\n").filter((l) => /CONSOLE.*(Error|error)|Uncaught/.test(l));
+    assert.deepEqual(errors, [], errors.join("\n"));
+    mkdirSync("runs", { recursive: true });
+    await chrome([
+      "--virtual-time-budget=20000",
+      "--window-size=1200,2400",
+      `--screenshot=${resolve("runs/report_screenshot.png")}`,
+      url,
+    ]);
+    assert.ok(existsSync("runs/report_screenshot.png"));
+  } finally {
+    setLogSink(previous);
+    await Deno.remove(dir, { recursive: true });
+  }
+});

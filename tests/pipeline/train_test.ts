@@ -1,0 +1,117 @@
+import * as tf from "@tensorflow/tfjs";
+import assert from "node:assert/strict";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { selectBackend } from "../../lib/backend.ts";
+import { randomTimmWeights, resolveTimmConfig, type TimmConfigInput } from "../../lib/models/registry.ts";
+import { writeSafetensors } from "../../lib/models/safetensors.ts";
+import { readSafetensors } from "../../lib/models/safetensors.ts";
+import { runTraining, type TrainConfig } from "../../lib/pipeline/train.ts";
+import { setLogSink } from "../../lib/progress.ts";
+
+await selectBackend("wasm", { threads: 1, quiet: true });
+
+/** A tiny random ViT and a tiny SynthBirds in a temp dir: the whole pipeline in seconds. */
+async function tinySetup(dir: string) {
+  const config = {
+    architecture: "vit",
+    imgSize: 32,
+    patchSize: 8,
+    embedDim: 32,
+    depth: 1,
+    numHeads: 2,
+    mlpRatio: 2,
+    numClasses: 0,
+  };
+  await Deno.writeTextFile(join(dir, "tiny.json"), JSON.stringify(config));
+  const weights = randomTimmWeights(resolveTimmConfig(config as TimmConfigInput).config, 1);
+  await writeSafetensors(join(dir, "tiny.safetensors"), weights);
+  const base: TrainConfig = {
+    dataset: "synthbirds",
+    dataRoot: join(dir, "birds"),
+    synthBirds: { numClasses: 4, perClass: { train: 16, val: 6, test: 6 }, imageSize: 32 },
+    model: join(dir, "tiny.json"),
+    weights: join(dir, "tiny.safetensors"),
+    cacheDir: join(dir, "cache"),
+    runDir: join(dir, "run"),
+    batchSize: 16,
+    skipBadImages: false,
+    seeds: 2,
+    valFraction: 0.1,
+    lambdaGrid: [1, 10],
+    estimator: "influence",
+    rho: 0.5,
+    gamma: 10,
+    stepSize: 1,
+    outerSteps: 3,
+    topK: 3,
+    influenceMethod: "exact",
+    faithfulnessMethods: ["representer", "random"],
+    faithfulnessSample: 3,
+    faithfulnessKs: [1, 3],
+  };
+  return base;
+}
+
+Deno.test("runTraining(): images → features → ERM/CARROT → explanations, faithfulness, suspects, report; resumes from the cache", async () => {
+  const dir = await Deno.makeTempDir();
+  const lines: string[] = [];
+  const previous = setLogSink((line) => lines.push(line));
+  try {
+    const config = await tinySetup(dir);
+    const result = await runTraining(config);
+    for (
+      const f of [
+        "config.json",
+        "metrics.json",
+        "alpha.safetensors",
+        "head.safetensors",
+        "explanations.jsonl",
+        "suspects.csv",
+        "report.html",
+      ]
+    ) {
+      assert.ok(existsSync(join(config.runDir, f)), f);
+    }
+    assert.equal(result.perSeed.length, 2);
+    assert.ok(lines.includes("  train: 64 images, 0 from the cache"), lines.join("\n"));
+    assert.ok(
+      lines.some((l) => /^\[features\] \d/.test(l)) && lines.some((l) => /^\[faithfulness\]/.test(l)),
+      "stage lines",
+    );
+    const metrics = JSON.parse(readFileSync(join(config.runDir, "metrics.json"), "utf8"));
+    assert.equal(metrics.summary.erm.accuracy.mean, result.summary.erm.accuracy.mean);
+    assert.ok(
+      metrics.detection.harmfulness.mislabeled.auroc >= 0 &&
+        metrics.detection.harmfulness.mislabeled.auroc <= 1,
+    );
+    const explanations = readFileSync(join(config.runDir, "explanations.jsonl"), "utf8").trim().split("\n")
+      .map((l) => JSON.parse(l));
+    assert.equal(explanations.length, 4 * 6);
+    assert.equal(explanations[0].representer.supporters.length, 3);
+    assert.ok(
+      existsSync(explanations[0].representer.supporters[0].path),
+      "supporters name their image files",
+    );
+    assert.ok(explanations[0].path.endsWith(".png"));
+    const alpha = await readSafetensors(join(config.runDir, "alpha.safetensors"));
+    assert.deepEqual(alpha.tensors.get("alpha")!.shape, [2, 64]);
+    const head = await readSafetensors(join(config.runDir, "head.safetensors"));
+    assert.deepEqual(head.tensors.get("carrot")!.shape, [4, 33]);
+    const csv = readFileSync(join(config.runDir, "suspects.csv"), "utf8").trim().split("\n");
+    assert.equal(csv.length, 1 + 64);
+    assert.match(csv[0], /^rank,row,id,path,label,harmfulness,/);
+    const html = readFileSync(join(config.runDir, "report.html"), "utf8");
+    assert.match(html, /window\.carrotPlotly/);
+    assert.match(html, /data:image\/png;base64,/);
+    // a rerun takes every feature from the cache
+    lines.length = 0;
+    await runTraining({ ...config, seeds: 1, outerSteps: 1 });
+    assert.ok(lines.includes("  train: 64 images, 64 from the cache"), lines.join("\n"));
+    assert.ok(lines.includes("  test: 24 images, 24 from the cache"));
+    assert.equal(tf.memory().numTensors < 200, true, `tensors left: ${tf.memory().numTensors}`);
+  } finally {
+    setLogSink(previous);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
