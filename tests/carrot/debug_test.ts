@@ -85,10 +85,10 @@ Deno.test("faithfulness(): removing top supporters beats random removal; keeping
   const { rows, sample } = await faithfulness(fit, data.train, data.test, {
     methods: ["representer", "influence", "random"],
     ks: [5, 20],
-    sample: 10,
+    sample: 6,
     keep: false,
   });
-  assert.equal(sample.length, 10);
+  assert.equal(sample.length, 6);
   assert.equal(rows.length, 6);
   const row = (m: string, k: number) => rows.find((r) => r.method === m && r.K === k)!;
   for (const m of ["representer", "influence"]) {
@@ -100,7 +100,7 @@ Deno.test("faithfulness(): removing top supporters beats random removal; keeping
   const kept = await faithfulness(fit, data.train, data.test, {
     methods: ["representer"],
     ks: [3, 1000],
-    sample: 5,
+    sample: 3,
   });
   const all = kept.rows.find((r) => r.K === 1000)!;
   assert.equal(all.agreement, 1);
