@@ -16,6 +16,12 @@ import { log } from "../lib/progress.ts";
 const root = new URL("..", import.meta.url).pathname;
 const notebookDir = `${root}notebooks`, outDir = `${root}runs/notebooks`;
 const KERNEL = "carrot-deno";
+/** nbconvert's upstream script URLs: Debian patches them to file:///usr/share/javascript/…, absent elsewhere. */
+const HTML_SCRIPTS = [
+  "--HTMLExporter.mathjax_url=https://cdnjs.cloudflare.com/ajax/libs/mathjax/2.7.7/MathJax.js?config=TeX-AMS_CHTML-full,Safe",
+  "--HTMLExporter.require_js_url=https://cdnjs.cloudflare.com/ajax/libs/require.js/2.1.10/require.min.js",
+  "--HTMLExporter.jquery_url=https://cdnjs.cloudflare.com/ajax/libs/jquery/2.0.3/jquery.min.js",
+];
 
 const { values, positionals } = parseArgs({
   args: Deno.args,
@@ -83,7 +89,7 @@ await Deno.writeTextFile(
     language: "typescript",
   }),
 );
-const env = { JUPYTER_PATH: jupyterPath, NO_COLOR: "1" };
+const env = { JUPYTER_PATH: jupyterPath, NO_COLOR: "1" }; // NO_COLOR: plain error traces in the log
 await Deno.mkdir(outDir, { recursive: true });
 const failed: string[] = [];
 try {
@@ -115,6 +121,7 @@ try {
       "nbconvert",
       "--to",
       "html",
+      ...HTML_SCRIPTS,
       "--output-dir",
       outDir,
       `${outDir}/${name}.ipynb`,
