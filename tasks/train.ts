@@ -4,7 +4,6 @@
  * win), are validated with zod (unknown keys and bad values are rejected with the path of the field), printed,
  * and saved in the run directory. `--help` lists every option with its default.
  */
-import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { existsSync, readFileSync } from "node:fs";
 import { z } from "zod";
@@ -81,12 +80,28 @@ function help(): string {
   return lines.join("\n");
 }
 
-const args = parseArgs({ args: Deno.args, strict: false, allowPositionals: false });
-if (args.values.help) {
+/** `--key value`, `--key=value` and bare `--flag` (true) into an object; anything else is an error. */
+function parseCommandLine(argv: string[]): Record<string, string | boolean> {
+  const out: Record<string, string | boolean> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const match = argv[i].match(/^--([^=]+)(?:=(.*))?$/);
+    if (!match) {
+      console.error(`train: unexpected argument "${argv[i]}"; options look like --name value (see --help)`);
+      Deno.exit(2);
+    }
+    const key = match[1].replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()); // --data-root ≡ --dataRoot
+    if (match[2] !== undefined) out[key] = match[2];
+    else if (i + 1 < argv.length && !argv[i + 1].startsWith("--")) out[key] = argv[++i];
+    else out[key] = true;
+  }
+  return out;
+}
+
+const { config: configFile, help: wantsHelp, ...cli } = parseCommandLine(Deno.args);
+if (wantsHelp) {
   console.log(help());
   Deno.exit(0);
 }
-const { config: configFile, help: _help, ...cli } = args.values as Record<string, string | boolean>;
 let fromFile: Record<string, unknown> = {};
 if (typeof configFile === "string") {
   if (!existsSync(configFile)) {
@@ -99,7 +114,8 @@ for (const [key, value] of Object.entries(cli)) if (value === true && !booleanFl
 const parsed = schema.safeParse({ ...fromFile, ...cli });
 if (!parsed.success) {
   for (const issue of parsed.error.issues) {
-    console.error(`train: --${issue.path.join(".") || "?"}: ${issue.message}`);
+    const keys = "keys" in issue ? (issue.keys as string[]) : [issue.path.join(".")];
+    console.error(`train: --${keys.join(", --")}: ${issue.message}`);
   }
   console.error("train: see `deno task train --help`");
   Deno.exit(2);
