@@ -7,9 +7,8 @@ import assert from "node:assert/strict";
 import { existsSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { selectBackend } from "../../lib/backend.ts";
-import { randomTimmWeights, resolveTimmConfig, type TimmConfigInput } from "../../lib/models/registry.ts";
-import { writeSafetensors } from "../../lib/models/safetensors.ts";
 import { runTraining } from "../../lib/pipeline/train.ts";
+import { tinyTrainConfig } from "./_tiny.ts";
 import { setLogSink } from "../../lib/progress.ts";
 
 const chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find(existsSync);
@@ -45,46 +44,8 @@ Deno.test({
   const dir = await Deno.makeTempDir();
   const previous = setLogSink(() => {});
   try {
-    const config = {
-      architecture: "vit",
-      imgSize: 32,
-      patchSize: 8,
-      embedDim: 32,
-      depth: 1,
-      numHeads: 2,
-      mlpRatio: 2,
-      numClasses: 0,
-    };
-    await Deno.writeTextFile(join(dir, "tiny.json"), JSON.stringify(config));
-    await writeSafetensors(
-      join(dir, "tiny.safetensors"),
-      randomTimmWeights(resolveTimmConfig(config as TimmConfigInput).config, 1),
-    );
     const runDir = join(dir, "run");
-    await runTraining({
-      dataset: "synthbirds",
-      dataRoot: join(dir, "birds"),
-      synthBirds: { numClasses: 4, perClass: { train: 16, val: 6, test: 6 }, imageSize: 32 },
-      model: join(dir, "tiny.json"),
-      weights: join(dir, "tiny.safetensors"),
-      cacheDir: join(dir, "cache"),
-      runDir,
-      batchSize: 16,
-      skipBadImages: false,
-      seeds: 2,
-      valFraction: 0.1,
-      lambdaGrid: [1, 10],
-      estimator: "influence",
-      rho: 0.5,
-      gamma: 10,
-      stepSize: 1,
-      outerSteps: 2,
-      topK: 3,
-      influenceMethod: "ekfac",
-      faithfulnessMethods: ["representer", "random"],
-      faithfulnessSample: 3,
-      faithfulnessKs: [1, 3],
-    });
+    await runTraining(await tinyTrainConfig(dir, { outerSteps: 2, influenceMethod: "ekfac" }));
     const url = `file://${resolve(runDir, "report.html")}`;
     const dom = await chrome([
       "--virtual-time-budget=20000",

@@ -3,62 +3,19 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { selectBackend } from "../../lib/backend.ts";
-import { randomTimmWeights, resolveTimmConfig, type TimmConfigInput } from "../../lib/models/registry.ts";
-import { writeSafetensors } from "../../lib/models/safetensors.ts";
 import { readSafetensors } from "../../lib/models/safetensors.ts";
-import { runTraining, type TrainConfig } from "../../lib/pipeline/train.ts";
+import { runTraining } from "../../lib/pipeline/train.ts";
+import { tinyTrainConfig } from "./_tiny.ts";
 import { setLogSink } from "../../lib/progress.ts";
 
 await selectBackend("wasm", { threads: 1, quiet: true });
-
-/** A tiny random ViT and a tiny SynthBirds in a temp dir: the whole pipeline in seconds. */
-async function tinySetup(dir: string) {
-  const config = {
-    architecture: "vit",
-    imgSize: 32,
-    patchSize: 8,
-    embedDim: 32,
-    depth: 1,
-    numHeads: 2,
-    mlpRatio: 2,
-    numClasses: 0,
-  };
-  await Deno.writeTextFile(join(dir, "tiny.json"), JSON.stringify(config));
-  const weights = randomTimmWeights(resolveTimmConfig(config as TimmConfigInput).config, 1);
-  await writeSafetensors(join(dir, "tiny.safetensors"), weights);
-  const base: TrainConfig = {
-    dataset: "synthbirds",
-    dataRoot: join(dir, "birds"),
-    synthBirds: { numClasses: 4, perClass: { train: 16, val: 6, test: 6 }, imageSize: 32 },
-    model: join(dir, "tiny.json"),
-    weights: join(dir, "tiny.safetensors"),
-    cacheDir: join(dir, "cache"),
-    runDir: join(dir, "run"),
-    batchSize: 16,
-    skipBadImages: false,
-    seeds: 2,
-    valFraction: 0.1,
-    lambdaGrid: [1, 10],
-    estimator: "influence",
-    rho: 0.5,
-    gamma: 10,
-    stepSize: 1,
-    outerSteps: 3,
-    topK: 3,
-    influenceMethod: "exact",
-    faithfulnessMethods: ["representer", "random"],
-    faithfulnessSample: 3,
-    faithfulnessKs: [1, 3],
-  };
-  return base;
-}
 
 Deno.test("runTraining(): images → features → ERM/CARROT → explanations, faithfulness, suspects, report; resumes from the cache", async () => {
   const dir = await Deno.makeTempDir();
   const lines: string[] = [];
   const previous = setLogSink((line) => lines.push(line));
   try {
-    const config = await tinySetup(dir);
+    const config = await tinyTrainConfig(dir);
     const result = await runTraining(config);
     for (
       const f of [
