@@ -41,7 +41,9 @@ const schema = z.object({
     "RRO gradient estimator",
   ),
   rho: z.coerce.number().min(0).max(1).default(0.5).describe("ESS floor ρ (0 disables)"),
-  gamma: z.coerce.number().min(0).default(10).describe("weight γ of the attribution-consistency regulariser"),
+  gamma: z.coerce.number().min(0).default(0).describe(
+    "weight γ of the attribution-consistency regulariser (off: it lowered accuracy in bench experiment)",
+  ),
   stepSize: z.coerce.number().positive().default(1).describe(
     "RRO step η (largest log-change of any α per step)",
   ),
