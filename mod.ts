@@ -129,6 +129,7 @@ export { type PosEmbedResample, resampleAbsPosEmbed } from "./lib/models/pos_emb
 export type {
   Backbone,
   CheckpointPlan,
+  DifferentiableOutputs,
   LoadReport,
   PlannedTensor,
   Preprocessing,
@@ -152,12 +153,16 @@ export {
 export {
   loadTimmModel,
   type LoadTimmModelOptions,
+  loadTimmParameters,
   randomTimmWeights,
   type RegisteredModel,
   resolveTimmConfig,
   TIMM_MODELS,
+  timmActivationBytes,
   type TimmConfig,
   type TimmConfigInput,
+  timmForward,
+  type TimmParameters,
   timmParameterShapes,
 } from "./lib/models/registry.ts";
 export {
@@ -298,3 +303,14 @@ export {
 } from "./lib/carrot/experiment.ts";
 export { type PipelineFeatures, type SplitFeatures } from "./lib/pipeline/features_input.ts";
 export { renderReport } from "./lib/report/report.ts";
+export {
+  type AlphaStats,
+  type AlphaStepRecord,
+  type AlphaUpdateOptions,
+  type EpochRecord,
+  finetune,
+  type FinetuneOptions,
+  type FinetuneResult,
+} from "./lib/train/finetune.ts";
+export { type TrainableModel, type WeightedBatch, weightedLossGradients } from "./lib/train/weighted_loss.ts";
+export { linearProbe, type LinearProbeOptions, type LinearProbeResult } from "./lib/train/linear_probe.ts";

@@ -1,6 +1,6 @@
 /**
  * `deno task bench [suite…]`: CARROT's benchmarks. Suites: head, influence, agreement, backbone, experiment,
- * debugging (default: all). Each prints throughput and the
+ * debugging, reweight (default: all). Each prints throughput and the
  * ratio to the reference figures in `../shared/REFERENCE.md`; rerun those baselines side by side when comparing,
  * since this machine type drifts 2–3× (REFERENCE.md).
  */
@@ -12,6 +12,7 @@ import { benchHead } from "../bench/head.ts";
 import { benchInfluence } from "../bench/influence.ts";
 import { benchAgreement } from "../bench/agreement.ts";
 import { benchDebugging, benchExperiment } from "../bench/experiment.ts";
+import { benchReweight } from "../bench/reweight.ts";
 
 const suites: Record<string, (options: { dump?: string }) => Promise<void>> = {
   head: benchHead,
@@ -20,6 +21,7 @@ const suites: Record<string, (options: { dump?: string }) => Promise<void>> = {
   backbone: benchBackbone,
   experiment: benchExperiment,
   debugging: benchDebugging,
+  reweight: benchReweight,
 };
 
 const { values, positionals } = parseArgs({

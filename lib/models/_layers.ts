@@ -12,9 +12,26 @@ export interface Linear {
   bias?: tf.Tensor1D;
 }
 
+/**
+ * a b for a [N, in], b [in, out], differentiable with dA = dy bᵀ and dB = aᵀ dy formed by explicit transposes:
+ * tfjs's own MatMul gradient uses the transpose flags, which run 10–25× slower on WASM (`../shared/STACK.md`;
+ * measured 408 ms vs 52 ms for [4160, 512] × [128, 512]ᵀ, and a 64-px ViT training step 4.5× faster overall).
+ */
+export const matMul2d = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
+  const [a, b, save] = inputs as [tf.Tensor2D, tf.Tensor2D, tf.GradSaveFunc];
+  save([a, b]);
+  return {
+    value: tf.matMul(a, b),
+    gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => [
+      tf.matMul(dy as tf.Tensor2D, tf.transpose(saved[1])),
+      tf.matMul(tf.transpose(saved[0]), dy as tf.Tensor2D),
+    ],
+  };
+}) as (a: tf.Tensor2D, b: tf.Tensor2D) => tf.Tensor2D;
+
 /** x [N, in] → [N, out]. */
 export function linear(x: tf.Tensor2D, p: Linear): tf.Tensor2D {
-  const y = tf.matMul(x, p.weight) as tf.Tensor2D;
+  const y = matMul2d(x, p.weight);
   return p.bias ? tf.add<tf.Tensor2D>(y, p.bias) : y;
 }
 
@@ -121,35 +138,17 @@ export function patchEmbed(images: tf.Tensor4D, p: Linear, patchSize: number): t
 }
 
 /**
- * Model weights by timm key, in timm layout, turned into the layouts above. Every tensor handed out is recorded in
- * `owned` (the model frees them on dispose); timm-layout tensors that were rearranged are freed at once.
+ * Model weights by timm key, in timm layout, turned into the layouts above. Two sources share the builders:
+ * `ParameterTable` rearranges once at load time (inference), `LiveParameters` on every forward from tensors that
+ * stay in timm layout (training: the rearrangements then run inside the gradient scope, so gradients reach the
+ * timm-layout tensors).
  */
-export class ParameterTable {
-  readonly owned: tf.Tensor[] = [];
-  readonly #tensors: Map<string, tf.Tensor>;
-
-  /** Takes ownership of `tensors` (timm key → tensor in timm's shape). */
-  constructor(tensors: Map<string, tf.Tensor>) {
-    this.#tensors = tensors;
-  }
-
+export abstract class ParameterSource {
   /** The tensor of `key` as stored. */
-  tensor<T extends tf.Tensor>(key: string): T {
-    const t = this.#tensors.get(key);
-    if (!t) throw new Error(`internal: parameter "${key}" was not loaded`); // keys are checked before building
-    this.owned.push(t);
-    return t as T;
-  }
+  abstract tensor<T extends tf.Tensor>(key: string): T;
 
-  /** A tensor computed from the stored `key` by `f` (inside `tf.tidy`); the stored one is freed. */
-  derived(key: string, f: (t: tf.Tensor) => tf.Tensor): tf.Tensor {
-    const original = this.#tensors.get(key);
-    if (!original) throw new Error(`internal: parameter "${key}" was not loaded`);
-    const t = tf.tidy(() => f(original));
-    original.dispose();
-    this.owned.push(t);
-    return t;
-  }
+  /** `f` applied to the stored tensor of `key`. */
+  abstract derived(key: string, f: (t: tf.Tensor) => tf.Tensor): tf.Tensor;
 
   /** `<prefix>.weight` [out, in] → [in, out], and `<prefix>.bias` when `bias`. */
   linear(prefix: string, bias = true): Linear {
@@ -183,5 +182,67 @@ export class ParameterTable {
   /** MLP `<prefix>.{fc1,fc2}`. */
   mlp(prefix: string): Mlp {
     return { fc1: this.linear(`${prefix}.fc1`), fc2: this.linear(`${prefix}.fc2`) };
+  }
+}
+
+function stored(tensors: ReadonlyMap<string, tf.Tensor>, key: string): tf.Tensor {
+  const t = tensors.get(key);
+  if (!t) throw new Error(`internal: parameter "${key}" was not loaded`); // keys are checked before building
+  return t;
+}
+
+/**
+ * Load-time parameters: each rearranged tensor is computed once (inside `tf.tidy`) and its timm-layout original
+ * freed. Every tensor handed out is recorded in `owned` (the model frees them on dispose).
+ */
+export class ParameterTable extends ParameterSource {
+  readonly owned: tf.Tensor[] = [];
+  readonly #tensors: Map<string, tf.Tensor>;
+
+  /** Takes ownership of `tensors` (timm key → tensor in timm's shape). */
+  constructor(tensors: Map<string, tf.Tensor>) {
+    super();
+    this.#tensors = tensors;
+  }
+
+  /** The tensor of `key` as stored. */
+  tensor<T extends tf.Tensor>(key: string): T {
+    const t = stored(this.#tensors, key);
+    this.owned.push(t);
+    return t as T;
+  }
+
+  /** A tensor computed from the stored `key` by `f` (inside `tf.tidy`); the stored one is freed. */
+  derived(key: string, f: (t: tf.Tensor) => tf.Tensor): tf.Tensor {
+    const original = stored(this.#tensors, key);
+    const t = tf.tidy(() => f(original));
+    original.dispose();
+    this.owned.push(t);
+    return t;
+  }
+}
+
+/**
+ * Training-time parameters: the tensors (typically `tf.Variable`s in timm layout) are used as they are and every
+ * rearrangement is recomputed on each call, in the caller's scope, so that `tf.grads`/`tf.variableGrads` around
+ * the forward differentiate with respect to the timm-layout tensors. Owns and frees nothing.
+ */
+export class LiveParameters extends ParameterSource {
+  readonly #tensors: ReadonlyMap<string, tf.Tensor>;
+
+  /** Borrows `tensors` (timm key → tensor in timm's shape). */
+  constructor(tensors: ReadonlyMap<string, tf.Tensor>) {
+    super();
+    this.#tensors = tensors;
+  }
+
+  /** The tensor of `key` as stored. */
+  tensor<T extends tf.Tensor>(key: string): T {
+    return stored(this.#tensors, key) as T;
+  }
+
+  /** `f` of the stored tensor of `key`, computed now. */
+  derived(key: string, f: (t: tf.Tensor) => tf.Tensor): tf.Tensor {
+    return f(stored(this.#tensors, key));
   }
 }

@@ -4,8 +4,14 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { createHash } from "node:crypto";
-import type { Backbone, CheckpointPlan, LoadReport, Preprocessing } from "./backbone.ts";
-import { ParameterTable } from "./_layers.ts";
+import type {
+  Backbone,
+  CheckpointPlan,
+  DifferentiableOutputs,
+  LoadReport,
+  Preprocessing,
+} from "./backbone.ts";
+import { type ParameterSource, ParameterTable } from "./_layers.ts";
 import { type SafetensorsDtype, streamSafetensors, type TensorData } from "./safetensors.ts";
 
 /** Starts a plan that maps every checkpoint key to itself; filters then rename, drop or transform entries. */
@@ -24,6 +30,10 @@ export interface Architecture<Config> {
   filterCheckpoint(checkpoint: ReadonlyMap<string, number[]>, config: Config): CheckpointPlan;
   /** Builds the backbone from loaded parameters. */
   create(config: Config, params: ParameterTable, info: ModelInfo): Backbone<Config>;
+  /** The same forward pass from `params` without batch splitting, differentiable in the timm-layout tensors. */
+  forward(config: Config, params: ParameterSource, images: tf.Tensor4D): DifferentiableOutputs;
+  /** Bytes of the largest intermediate tensor per image (batches are split so that none exceeds a limit). */
+  activationBytes(config: Config): number;
 }
 
 /** Provenance handed to `Architecture.create`. */
@@ -150,20 +160,31 @@ function hashTensors(weights: ReadonlyMap<string, TensorData>): string {
   return hash.digest("hex");
 }
 
+/** Checked timm-layout tensors of a config, before any architecture rearranges them. */
+export interface LoadedParameters<Config> {
+  /** The config the tensors fit (numClasses 0 when a missing head was dropped). */
+  config: Config;
+  /** timm key → float32 tensor in timm's shape, on the current backend; owned by the caller. */
+  tensors: Map<string, tf.Tensor>;
+  /** Hex SHA-256 of the file, or of the in-memory tensors. */
+  weightsSha256: string;
+  /** What loading did to the checkpoint's keys. */
+  report: LoadReport;
+}
+
 /**
- * Loads `weights` (a safetensors path, streamed in one pass that also hashes the file, or in-memory tensors)
- * into the architecture: plan, check every key and shape before reading any data, build float32 tensors on the
- * current tfjs backend, construct. Frees everything already built when anything throws.
+ * Reads `weights` (a safetensors path, streamed in one pass that also hashes the file, or in-memory tensors) for
+ * `config`: plan, check every key and shape before reading any data, then build float32 tensors in timm layout on
+ * the current tfjs backend. Frees everything already built when anything throws.
  */
-export async function loadArchitecture<Config extends { numClasses: number }>(
+export async function loadParameters<Config extends { numClasses: number }>(
   arch: Architecture<Config>,
   config: Config,
   weights: string | ReadonlyMap<string, TensorData>,
-  options: { strict: boolean; name: string; preprocessing: Preprocessing; maxTensorBytes: number },
-): Promise<Backbone<Config>> {
+  options: { strict: boolean },
+): Promise<LoadedParameters<Config>> {
   const source = typeof weights === "string" ? weights : "(memory)";
   const built = new Map<string, tf.Tensor>();
-  const table = new ParameterTable(built);
   let checked: (CheckedPlan & { config: Config }) | undefined;
   const bySource = new Map<string, string>();
   const select = (shapes: ReadonlyMap<string, { shape: number[]; dtype: SafetensorsDtype }>) => {
@@ -202,15 +223,32 @@ export async function loadArchitecture<Config extends { numClasses: number }>(
       unexpected,
       resampled: plan.resampled,
     };
-    return arch.create(checked!.config, table, {
+    return { config: checked!.config, tensors: built, weightsSha256: sha256, report };
+  } catch (e) {
+    tf.dispose([...built.values()]);
+    throw e;
+  }
+}
+
+/** `loadParameters`, then the architecture's backbone; frees everything built when anything throws. */
+export async function loadArchitecture<Config extends { numClasses: number }>(
+  arch: Architecture<Config>,
+  config: Config,
+  weights: string | ReadonlyMap<string, TensorData>,
+  options: { strict: boolean; name: string; preprocessing: Preprocessing; maxTensorBytes: number },
+): Promise<Backbone<Config>> {
+  const loaded = await loadParameters(arch, config, weights, options);
+  const table = new ParameterTable(loaded.tensors);
+  try {
+    return arch.create(loaded.config, table, {
       name: options.name,
       preprocessing: options.preprocessing,
-      weightsSha256: sha256,
-      report,
+      weightsSha256: loaded.weightsSha256,
+      report: loaded.report,
       maxTensorBytes: options.maxTensorBytes,
     });
   } catch (e) {
-    tf.dispose([...built.values(), ...table.owned]);
+    tf.dispose([...loaded.tensors.values(), ...table.owned]);
     throw e;
   }
 }

@@ -62,6 +62,14 @@ export interface Backbone<Config = unknown> {
   dispose(): void;
 }
 
+/** What a differentiable forward from timm-layout tensors returns (`timmForward`). */
+export interface DifferentiableOutputs {
+  /** Pooled features h [B, D]. */
+  features: tf.Tensor2D;
+  /** Logits z = W h + b [B, K], or null when the config has no head (numClasses 0). */
+  logits: tf.Tensor2D | null;
+}
+
 /** Where one model tensor comes from in the checkpoint, its shape there, and a reshaping of its values. */
 export interface PlannedTensor {
   /** Checkpoint key read. */

@@ -8,8 +8,10 @@
  * const h = model.forwardFeatures(images); // [B, 768]; images [B, 224, 224, 3] normalised per model.preprocessing
  * ```
  */
-import type { Backbone, Preprocessing } from "./backbone.ts";
-import { type Architecture, loadArchitecture } from "./_timm.ts";
+import type * as tf from "@tensorflow/tfjs";
+import type { Backbone, DifferentiableOutputs, LoadReport, Preprocessing } from "./backbone.ts";
+import { LiveParameters } from "./_layers.ts";
+import { type Architecture, loadArchitecture, loadParameters } from "./_timm.ts";
 import type { TensorData } from "./safetensors.ts";
 import { SWIN, SWIN_MODELS, type SwinConfig } from "./swin.ts";
 import { VIT, VIT_MODELS, type VitConfig } from "./vit.ts";
@@ -94,9 +96,40 @@ export function resolveTimmConfig(
   return { name, config, preprocessing };
 }
 
+const architectureOf = (config: TimmConfig) => ARCHITECTURES[config.architecture] as Architecture<TimmConfig>;
+
 /** Every parameter key of `config` with its shape, in timm's layout and order (nothing is allocated). */
 export function timmParameterShapes(config: TimmConfig): Map<string, number[]> {
-  return config.architecture === "vit" ? VIT.parameterShapes(config) : SWIN.parameterShapes(config);
+  return architectureOf(config).parameterShapes(config);
+}
+
+/** Bytes of the largest intermediate tensor of one image's forward pass under `config` (float32). */
+export function timmActivationBytes(config: TimmConfig): number {
+  return architectureOf(config).activationBytes(config);
+}
+
+/**
+ * The forward pass of `config` computed directly from timm-layout tensors `params` (timm key → tensor in timm's
+ * shape, typically `tf.Variable`s being trained): h = pooled pre-logits [B, D] and z = W h + b [B, K] (null without
+ * a head), exactly what `loadTimmModel(config, params).forward…` computes, but with every layout change (the
+ * transposed linear weights, the patch-embedding matrix, Swin's bias tables) recomputed inside the caller's scope,
+ * so that `tf.grads`/`tf.variableGrads` around it differentiate with respect to `params`. No batch splitting: keep
+ * B · `timmActivationBytes(config)` under the backend's tensor limit. Intermediate tensors are freed as soon as the
+ * next block exists unless a gradient tape keeps them; call inside `tf.tidy`.
+ */
+export function timmForward(
+  config: TimmConfig,
+  params: ReadonlyMap<string, tf.Tensor>,
+  images: tf.Tensor4D,
+): DifferentiableOutputs {
+  const [, h, w, c] = images.shape;
+  if (images.rank !== 4 || h !== config.imgSize || w !== config.imgSize || c !== config.inChans) {
+    throw new RangeError(
+      `timmForward: expected images [B, ${config.imgSize}, ${config.imgSize}, ${config.inChans}] (NHWC, ` +
+        `normalised), got [${images.shape.join(", ")}]`,
+    );
+  }
+  return architectureOf(config).forward(config, new LiveParameters(params), images);
 }
 
 /**
@@ -121,6 +154,40 @@ export function randomTimmWeights(config: TimmConfig, seed = 0): Map<string, Ten
   return weights;
 }
 
+/** `loadTimmParameters`' result: the resolved config and data config with the checked timm-layout tensors. */
+export interface TimmParameters {
+  /** Registered name, or "custom". */
+  name: string;
+  /** The config the tensors fit (numClasses 0 when a missing head was dropped with `strict: false`). */
+  config: TimmConfig;
+  /** timm's data config. */
+  preprocessing: Preprocessing;
+  /** timm key → float32 tensor in timm's shape on the current backend, in timm's order; owned by the caller. */
+  tensors: Map<string, tf.Tensor>;
+  /** Hex SHA-256 of the weights file (or of the in-memory tensors). */
+  weightsSha256: string;
+  /** What loading did to the checkpoint's keys. */
+  report: LoadReport;
+}
+
+/**
+ * The parameters `loadTimmModel` would build, left in timm's layout (for training with `timmForward`): the same
+ * resolution, key mapping, checks and errors, without constructing a backbone.
+ */
+export async function loadTimmParameters(
+  nameOrConfig: string | TimmConfigInput,
+  weights: string | ReadonlyMap<string, TensorData>,
+  options: Pick<LoadTimmModelOptions, "strict" | "overrides" | "preprocessing"> = {},
+): Promise<TimmParameters> {
+  const { name, config, preprocessing } = resolveTimmConfig(nameOrConfig, options);
+  const loaded = await loadParameters(architectureOf(config), config, weights, {
+    strict: options.strict ?? true,
+  });
+  const order = [...timmParameterShapes(loaded.config).keys()];
+  const tensors = new Map(order.map((key) => [key, loaded.tensors.get(key)!]));
+  return { ...loaded, name, preprocessing, tensors };
+}
+
 /**
  * Loads timm weights into a backbone on the current tfjs backend. `nameOrConfig` is a registered timm name or a
  * config object with timm's constructor arguments in camelCase and an `architecture` field
@@ -142,7 +209,5 @@ export function loadTimmModel(
     preprocessing,
     maxTensorBytes: options.maxTensorBytes ?? 64 * 2 ** 20,
   };
-  return config.architecture === "vit"
-    ? loadArchitecture(VIT, config, weights, load)
-    : loadArchitecture(SWIN, config, weights, load);
+  return loadArchitecture(architectureOf(config), config, weights, load);
 }

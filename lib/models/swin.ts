@@ -18,11 +18,18 @@ import {
   linear,
   type Mlp,
   mlp,
+  type ParameterSource,
   type ParameterTable,
   patchEmbed,
   sequential,
 } from "./_layers.ts";
-import { type Backbone, type CheckpointPlan, makeBackbone, type Preprocessing } from "./backbone.ts";
+import {
+  type Backbone,
+  type CheckpointPlan,
+  type DifferentiableOutputs,
+  makeBackbone,
+  type Preprocessing,
+} from "./backbone.ts";
 import { type Architecture, type ModelInfo, requireThat, withDefaults } from "./_timm.ts";
 
 /** timm's `SwinTransformer` constructor arguments (camelCase) that decide the weights and the forward pass. */
@@ -357,9 +364,42 @@ export const SWIN_MODELS = {
 
 // ── factory ─────────────────────────────────────────────────────────────────────────────────────────────────────
 
-function createSwin(c: SwinConfig, t: ParameterTable, info: ModelInfo): Backbone<SwinConfig> {
-  const stages = stagesOf(c);
-  const p: SwinParameters = {
+/**
+ * Rows `index` of `table` (`tf.gather`), with the gradient as ScatterNd's duplicate-summing scatter of dy:
+ * gather's own gradient kernel, UnsortedSegmentSum, is missing on WASM. Index tensors are made from `index`
+ * where used, so the backward pass does not depend on tensors a `tf.tidy` may have freed.
+ */
+function gatherRows(table: tf.Tensor, index: Int32Array): tf.Tensor {
+  const gather = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const t = inputs[0] as tf.Tensor;
+    return {
+      value: tf.gather(t, tf.tensor1d(index, "int32")),
+      gradFunc: (dy: tf.Tensor | tf.Tensor[]) =>
+        tf.scatterND(tf.tensor2d(index, [index.length, 1], "int32"), dy as tf.Tensor, t.shape),
+    };
+  });
+  return gather(table);
+}
+
+/** Relative-position bias table[idx(i, j), h] (+ shift mask) of one block → [nW or 1, H, w², w²]. */
+function relativeBias(table: tf.Tensor, g: Stage, shift: number): tf.Tensor4D {
+  const tokens = g.window * g.window, windows = (g.resolution / g.window) ** 2;
+  const relative = tf.reshape(tf.transpose(gatherRows(table, relativePositionIndex(g.window))), [
+    1,
+    g.heads,
+    tokens,
+    tokens,
+  ]);
+  return (shift
+    ? tf.add(
+      relative,
+      tf.tensor4d(shiftedWindowMask(g.resolution, g.window, shift), [windows, 1, tokens, tokens]),
+    )
+    : relative) as tf.Tensor4D;
+}
+
+function swinParameters(c: SwinConfig, stages: Stage[], t: ParameterSource): SwinParameters {
+  return {
     patchEmbed: t.patchEmbed("patch_embed.proj"),
     patchNorm: t.layerNorm("patch_embed.norm", EPS),
     stages: stages.map((g, s) => ({
@@ -371,21 +411,13 @@ function createSwin(c: SwinConfig, t: ParameterTable, info: ModelInfo): Backbone
         : undefined,
       blocks: Array.from({ length: g.depth }, (_, j) => {
         const b = `layers.${s}.blocks.${j}`, shift = j % 2 === 1 ? g.shift : 0;
-        const tokens = g.window * g.window, windows = (g.resolution / g.window) ** 2;
-        const bias = t.derived(`${b}.attn.relative_position_bias_table`, (table) => {
-          const index = tf.tensor1d(relativePositionIndex(g.window), "int32");
-          const relative = tf.reshape(tf.transpose(tf.gather(table, index)), [1, g.heads, tokens, tokens]);
-          return shift
-            ? tf.add(
-              relative,
-              tf.tensor4d(shiftedWindowMask(g.resolution, g.window, shift), [windows, 1, tokens, tokens]),
-            )
-            : relative;
-        }) as tf.Tensor4D;
         return {
           norm1: t.layerNorm(`${b}.norm1`, EPS),
           attn: t.attention(`${b}.attn`, g.heads, c.qkvBias),
-          bias,
+          bias: t.derived(
+            `${b}.attn.relative_position_bias_table`,
+            (table) => relativeBias(table, g, shift),
+          ) as tf.Tensor4D,
           norm2: t.layerNorm(`${b}.norm2`, EPS),
           mlp: t.mlp(`${b}.mlp`),
           shift,
@@ -395,9 +427,13 @@ function createSwin(c: SwinConfig, t: ParameterTable, info: ModelInfo): Backbone
     norm: t.layerNorm("norm", EPS),
     head: c.numClasses > 0 ? t.linear("head.fc") : undefined,
   };
-  const bytesPerImage = 4 * Math.max(
+}
+
+/** Bytes of the largest intermediate tensor per image (MLP hidden, qkv, window scores or the input). */
+function swinActivationBytes(c: SwinConfig): number {
+  return 4 * Math.max(
     c.imgSize * c.imgSize * c.inChans,
-    ...stages.map((g) =>
+    ...stagesOf(c).map((g) =>
       Math.max(
         g.resolution ** 2 * Math.floor(g.dim * c.mlpRatio),
         g.resolution ** 2 * 3 * g.dim,
@@ -405,6 +441,11 @@ function createSwin(c: SwinConfig, t: ParameterTable, info: ModelInfo): Backbone
       )
     ),
   );
+}
+
+function createSwin(c: SwinConfig, t: ParameterTable, info: ModelInfo): Backbone<SwinConfig> {
+  const stages = stagesOf(c);
+  const p = swinParameters(c, stages, t);
   return makeBackbone({
     ...info,
     config: c,
@@ -413,9 +454,16 @@ function createSwin(c: SwinConfig, t: ParameterTable, info: ModelInfo): Backbone
     inChans: c.inChans,
     features: (images) => swinFeatures(images, p, c, stages),
     head: p.head,
-    bytesPerImage,
+    bytesPerImage: swinActivationBytes(c),
     tensors: t.owned,
   }, info.maxTensorBytes);
+}
+
+function forwardSwin(c: SwinConfig, t: ParameterSource, images: tf.Tensor4D): DifferentiableOutputs {
+  const stages = stagesOf(c);
+  const p = swinParameters(c, stages, t);
+  const features = swinFeatures(images, p, c, stages);
+  return { features, logits: p.head ? linear(features, p.head) : null };
 }
 
 /** The Swin as the registry sees it. */
@@ -424,4 +472,6 @@ export const SWIN: Architecture<SwinConfig> = {
   parameterShapes: swinParameterShapes,
   filterCheckpoint: filterSwinCheckpoint,
   create: createSwin,
+  forward: forwardSwin,
+  activationBytes: swinActivationBytes,
 };

@@ -13,13 +13,21 @@ import {
   type LayerNorm,
   layerNorm,
   type Linear,
+  linear,
   type Mlp,
   mlp,
+  type ParameterSource,
   type ParameterTable,
   patchEmbed,
   sequential,
 } from "./_layers.ts";
-import { type Backbone, type CheckpointPlan, makeBackbone, type Preprocessing } from "./backbone.ts";
+import {
+  type Backbone,
+  type CheckpointPlan,
+  type DifferentiableOutputs,
+  makeBackbone,
+  type Preprocessing,
+} from "./backbone.ts";
 import { type PosEmbedResample, resampleAbsPosEmbed } from "./pos_embed.ts";
 import { type Architecture, identityPlan, type ModelInfo, requireThat, withDefaults } from "./_timm.ts";
 
@@ -265,6 +273,8 @@ function registered(fields: Partial<VitConfig>, data: Omit<Preprocessing, "input
 /**
  * Registered ViTs by timm name, with the data config of timm's default pretrained tag (augreg in21k→in1k:
  * mean = std = 0.5, bicubic, crop 0.9, 1.0 at 384 px; DINOv2 lvd142m: ImageNet mean/std, 518 px, crop 1.0, no head).
+ * `vit_tiny_synth` is CARROT's own: the 64 px, patch-8 ViT pretrained on SynthBirds' "pretrain" classes by
+ * `deno task pretrain-synth` (weights and card in `data/weights/`), no head, mean = std = 0.5, crop 1.0.
  */
 export const VIT_MODELS = {
   vit_tiny_patch16_224: registered({ embedDim: 192, numHeads: 3 }, AUGREG),
@@ -285,12 +295,16 @@ export const VIT_MODELS = {
     { patchSize: 14, imgSize: 518, embedDim: 1024, depth: 24, numHeads: 16, initValues: 1e-5, numClasses: 0 },
     DINOV2,
   ),
+  vit_tiny_synth: registered(
+    { imgSize: 64, patchSize: 8, embedDim: 128, depth: 4, numHeads: 4, numClasses: 0, globalPool: "avg" },
+    { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], interpolation: "bicubic", cropPct: 1 },
+  ),
 } as const;
 
 // ── factory ─────────────────────────────────────────────────────────────────────────────────────────────────────
 
-function createVit(c: VitConfig, t: ParameterTable, info: ModelInfo): Backbone<VitConfig> {
-  const p: VitParameters = {
+function vitParameters(c: VitConfig, t: ParameterSource): VitParameters {
+  return {
     patchEmbed: t.patchEmbed("patch_embed.proj"),
     clsToken: c.classToken ? t.tensor("cls_token") : undefined,
     posEmbed: t.tensor("pos_embed"),
@@ -306,7 +320,21 @@ function createVit(c: VitConfig, t: ParameterTable, info: ModelInfo): Backbone<V
     fcNorm: usesFcNorm(c) ? t.layerNorm("fc_norm", EPS) : undefined,
     head: c.numClasses > 0 ? t.linear("head") : undefined,
   };
+}
+
+/** Bytes of the largest intermediate tensor per image (MLP hidden, attention scores, qkv or the input). */
+function vitActivationBytes(c: VitConfig): number {
   const tokens = prefixTokens(c) + gridSize(c) ** 2;
+  return 4 * Math.max(
+    tokens * hiddenDim(c),
+    c.numHeads * tokens * tokens,
+    3 * tokens * c.embedDim,
+    c.imgSize * c.imgSize * c.inChans,
+  );
+}
+
+function createVit(c: VitConfig, t: ParameterTable, info: ModelInfo): Backbone<VitConfig> {
+  const p = vitParameters(c, t);
   return makeBackbone({
     ...info,
     config: c,
@@ -315,14 +343,15 @@ function createVit(c: VitConfig, t: ParameterTable, info: ModelInfo): Backbone<V
     inChans: c.inChans,
     features: (images) => vitFeatures(images, p, c),
     head: p.head,
-    bytesPerImage: 4 * Math.max(
-      tokens * hiddenDim(c),
-      c.numHeads * tokens * tokens,
-      3 * tokens * c.embedDim,
-      c.imgSize * c.imgSize * c.inChans,
-    ),
+    bytesPerImage: vitActivationBytes(c),
     tensors: t.owned,
   }, info.maxTensorBytes);
+}
+
+function forwardVit(c: VitConfig, t: ParameterSource, images: tf.Tensor4D): DifferentiableOutputs {
+  const p = vitParameters(c, t);
+  const features = vitFeatures(images, p, c);
+  return { features, logits: p.head ? linear(features, p.head) : null };
 }
 
 /** The ViT as the registry sees it. */
@@ -331,4 +360,6 @@ export const VIT: Architecture<VitConfig> = {
   parameterShapes: vitParameterShapes,
   filterCheckpoint: filterVitCheckpoint,
   create: createVit,
+  forward: forwardVit,
+  activationBytes: vitActivationBytes,
 };

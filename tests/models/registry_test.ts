@@ -1,11 +1,16 @@
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
+import { readFileSync, statSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { selectBackend } from "../../lib/backend.ts";
 import {
   loadTimmModel,
+  loadTimmParameters,
   randomTimmWeights,
   resolveTimmConfig,
   TIMM_MODELS,
+  type TimmConfigInput,
+  timmForward,
   timmParameterShapes,
 } from "../../lib/models/registry.ts";
 import type { SwinConfig } from "../../lib/models/swin.ts";
@@ -143,4 +148,62 @@ Deno.test("resolveTimmConfig() refuses unknown names, unknown fields and impossi
   assert.equal(custom.name, "custom");
   assert.deepEqual(custom.preprocessing.inputSize, [3, 56, 56]);
   assert.equal(custom.preprocessing.cropPct, 0.875, "timm's global default for unregistered configs");
+});
+
+for (
+  const input of [
+    { architecture: "vit", imgSize: 16, patchSize: 4, embedDim: 16, depth: 2, numHeads: 2, numClasses: 5 },
+    {
+      architecture: "swin",
+      imgSize: 16,
+      patchSize: 2,
+      embedDim: 8,
+      depths: [2, 2],
+      numHeads: [2, 2],
+      windowSize: 4,
+    },
+  ] as TimmConfigInput[]
+) {
+  Deno.test(`timmForward() on loadTimmParameters() equals the loaded backbone (${input.architecture})`, async () => {
+    const { config } = resolveTimmConfig(input, { overrides: { numClasses: 5 } });
+    const weights = randomTimmWeights(config, 3);
+    const model = await loadTimmModel(config, weights);
+    const loaded = await loadTimmParameters(config, weights);
+    assert.deepEqual([...loaded.tensors.keys()], [...timmParameterShapes(config).keys()], "timm's key order");
+    assert.equal(loaded.weightsSha256, model.weightsSha256);
+    const images = tf.randomNormal([3, 16, 16, 3], 0, 1, "float32", 4) as tf.Tensor4D;
+    const before = tf.memory().numTensors;
+    const [features, logits, expected] = tf.tidy(() => {
+      const out = timmForward(config, loaded.tensors, images);
+      return [out.features, out.logits!, model.forward(images)!];
+    });
+    assert.equal(tf.memory().numTensors, before + 3, "only the outputs survive the tidy");
+    assert.deepEqual(features.shape, [3, model.numFeatures]);
+    assert.deepEqual(await logits.data(), await expected.data(), "bit-identical logits");
+    assert.throws(
+      () => timmForward(config, loaded.tensors, tf.zeros([1, 8, 8, 3])),
+      /expected images \[B, 16, 16, 3\]/,
+    );
+    tf.dispose([features, logits, expected, images, ...loaded.tensors.values()]);
+    model.dispose();
+  });
+}
+
+Deno.test("the committed vit_tiny_synth weights load by name, match their card, and give finite 128-d features", async () => {
+  const path = fileURLToPath(new URL("../../data/weights/vit_tiny_synth.safetensors", import.meta.url));
+  const card = JSON.parse(readFileSync(path.replace(/\.safetensors$/, ".json"), "utf8"));
+  assert.ok(statSync(path).size <= 5 * 2 ** 20, "at most 5 MiB");
+  const model = await loadTimmModel("vit_tiny_synth", path);
+  assert.equal(model.weightsSha256, card.weights.sha256);
+  assert.deepEqual(model.config, card.config);
+  assert.deepEqual(model.preprocessing, card.preprocessing);
+  assert.ok(card.linearProbe.pretrained.testAccuracy > card.linearProbe.random.testAccuracy);
+  const images = tf.randomNormal([2, 64, 64, 3], 0, 1, "float32", 5) as tf.Tensor4D;
+  const features = model.forwardFeatures(images);
+  assert.deepEqual(features.shape, [2, 128]);
+  const values = await features.data();
+  assert.ok(values.every(Number.isFinite), "finite features");
+  assert.ok(values.slice(0, 128).some((v, i) => v !== values[128 + i]), "features depend on the image");
+  tf.dispose([images, features]);
+  model.dispose();
 });

@@ -1,0 +1,125 @@
+import * as tf from "@tensorflow/tfjs";
+import assert from "node:assert/strict";
+import { selectBackend } from "../../lib/backend.ts";
+import { randomTimmWeights, resolveTimmConfig, type TimmConfigInput } from "../../lib/models/registry.ts";
+import { Random } from "../../lib/random.ts";
+import { type TrainableModel, weightedLossGradients } from "../../lib/train/weighted_loss.ts";
+import { assertClose } from "../_assert.ts";
+import { availableBackends } from "../_problems.ts";
+
+const tinyVit: TimmConfigInput = {
+  architecture: "vit",
+  imgSize: 32,
+  patchSize: 8,
+  embedDim: 32,
+  depth: 2,
+  numHeads: 2,
+  globalPool: "avg",
+};
+const tinySwin: TimmConfigInput = {
+  architecture: "swin",
+  imgSize: 16,
+  patchSize: 2,
+  embedDim: 8,
+  depths: [2, 2],
+  numHeads: [2, 2],
+  windowSize: 4, // an 8×8 map: shifted windows with the mask, then 4×4 in one window
+  numClasses: 3,
+};
+
+/** A trainable model of `input` with N(0, 0.3²)-scaled random weights (large enough for non-trivial gradients). */
+function trainable(input: TimmConfigInput, numClasses = 3): TrainableModel {
+  const { config } = resolveTimmConfig(input, { overrides: { numClasses } });
+  const weights = randomTimmWeights(config, 7);
+  const params = new Map([...weights].map(([key, t]) => {
+    const scale = t.shape.length > 1 ? 15 : 1; // 0.02 → 0.3
+    return [key, tf.tidy(() => tf.variable(tf.mul(tf.tensor(t.values as Float32Array, t.shape), scale)))];
+  }));
+  return { config, params };
+}
+
+function batchFor(model: TrainableModel): { images: tf.Tensor4D; labels: Int32Array; alpha: Float32Array } {
+  const size = model.config.imgSize, rng = new Random(5);
+  const values = Float32Array.from({ length: 4 * size * size * 3 }, () => rng.normal());
+  return {
+    images: tf.tensor4d(values, [4, size, size, 3]),
+    labels: Int32Array.from([0, 2, 1, 2]),
+    alpha: Float32Array.from([1.5, 0.25, 1, 2]),
+  };
+}
+
+async function gradientsOn(backend: "cpu" | "wasm" | "webgpu", input: TimmConfigInput) {
+  await selectBackend(backend, { threads: 1, quiet: true });
+  const model = trainable(input), batch = batchFor(model);
+  const { loss, gradients } = weightedLossGradients(model, batch, { labelSmoothing: 0.1 });
+  const out = new Map<string, Float32Array>();
+  for (const [key, g] of gradients) out.set(key, (await g.data()) as Float32Array);
+  const value = (await loss.data())[0];
+  tf.dispose([loss, ...gradients.values(), batch.images, ...model.params.values()]);
+  return { value, gradients: out };
+}
+
+for (
+  const [what, input, keys] of [
+    ["ViT", tinyVit, [
+      "patch_embed.proj.weight",
+      "pos_embed",
+      "blocks.0.attn.qkv.weight",
+      "blocks.1.norm2.weight",
+    ]],
+    [
+      "Swin",
+      tinySwin,
+      [
+        "layers.0.blocks.1.attn.relative_position_bias_table",
+        "layers.1.downsample.reduction.weight",
+        "norm.bias",
+      ],
+    ],
+  ] as const
+) {
+  Deno.test(`weightedLossGradients() matches central finite differences on the cpu backend (${what})`, async () => {
+    await selectBackend("cpu", { quiet: true });
+    const model = trainable(input), batch = batchFor(model);
+    const { loss, gradients } = weightedLossGradients(model, batch, { labelSmoothing: 0.1 });
+    const lossAt = () =>
+      tf.tidy(() => {
+        const { loss, gradients } = weightedLossGradients(model, batch, { labelSmoothing: 0.1 });
+        tf.dispose([...gradients.values()]);
+        return loss.dataSync()[0];
+      });
+    for (const key of keys) {
+      const variable = model.params.get(key)!, g = gradients.get(key)!.dataSync();
+      let worst = 0; // the entry with the largest |∂L/∂θ|: the best-conditioned difference quotient
+      for (let i = 1; i < g.length; i++) if (Math.abs(g[i]) > Math.abs(g[worst])) worst = i;
+      const original = variable.dataSync().slice(), h = 1e-2;
+      const at = (delta: number) => {
+        const shifted = original.slice();
+        shifted[worst] += delta;
+        tf.tidy(() => variable.assign(tf.tensor(shifted, variable.shape)));
+        return lossAt();
+      };
+      const numeric = (at(h) - at(-h)) / (2 * h);
+      tf.tidy(() => variable.assign(tf.tensor(original, variable.shape)));
+      assertClose(g[worst], numeric, { rtol: 1e-3, atol: 1e-5, what: `${what} ∂L/∂${key}[${worst}]` });
+    }
+    tf.dispose([loss, ...gradients.values(), batch.images, ...model.params.values()]);
+  });
+
+  Deno.test(`weightedLossGradients() on wasm (and webgpu) equals the cpu backend (${what}), no tensor leaks`, async () => {
+    const cpu = await gradientsOn("cpu", input);
+    for (const backend of (await availableBackends()).filter((b) => b !== "cpu")) {
+      const before = tf.memory().numTensors;
+      const other = await gradientsOn(backend, input);
+      assert.equal(tf.memory().numTensors, before, `${backend}: a training step frees everything it made`);
+      assertClose(other.value, cpu.value, { rtol: 1e-5, what: `${backend} ${what} loss` });
+      for (const [key, g] of cpu.gradients) {
+        const scale = g.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+        assertClose(other.gradients.get(key)!, g, {
+          atol: 1e-4 * scale + 1e-9,
+          what: `${backend} ${what} ∂L/∂${key}`,
+        });
+      }
+    }
+  });
+}
