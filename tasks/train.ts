@@ -49,12 +49,12 @@ const schema = z.object({
   ),
   outerSteps: z.coerce.number().int().min(0).default(20).describe("RRO outer steps"),
   topK: z.coerce.number().int().min(1).default(10).describe("supporters/opposers per test image"),
-  influenceMethod: z.enum(["exact", "ekfac"]).default("exact").describe(
+  influenceMethod: z.enum(["exact", "ekfac"]).default("ekfac").describe(
     "test influence: exact block CG or EK-FAC",
   ),
   faithfulnessMethods: z.union([z.array(z.string()), z.string().transform((s) => s.split(","))])
-    .default(["representer", "influence", "knn", "random"]).describe("methods compared by remove/keep top-K"),
-  faithfulnessSample: z.coerce.number().int().min(1).default(10).describe(
+    .default(["representer", "influence", "random"]).describe("methods compared by remove/keep top-K"),
+  faithfulnessSample: z.coerce.number().int().min(1).default(8).describe(
     "test points sampled for faithfulness",
   ),
   faithfulnessKs: z.union([
