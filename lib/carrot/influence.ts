@@ -181,29 +181,22 @@ async function solveHessian(
   rhs: tf.Tensor3D,
   options: AlphaGradientOptions,
 ) {
+  // direct solvers: no iterations, no residual or Ritz values to report
+  const direct = (solution: tf.Tensor3D, relativeResidual: number) => ({
+    solution,
+    iterations: 0,
+    relativeResiduals: new Float64Array(rhs.shape[0]).fill(relativeResidual),
+    residualHistory: [] as number[],
+    eigenvalueEstimates: { min: NaN, max: NaN },
+  });
   if (options.solver === "identity") {
-    const none = { min: NaN, max: NaN };
-    const solution = tf.div(rhs, fit.lambda + (options.damping ?? 0)) as tf.Tensor3D;
-    return {
-      solution,
-      iterations: 0,
-      relativeResiduals: new Float64Array(rhs.shape[0]).fill(NaN),
-      residualHistory: [],
-      eigenvalueEstimates: none,
-    };
+    return direct(tf.div(rhs, fit.lambda + (options.damping ?? 0)) as tf.Tensor3D, NaN);
   }
   if (options.solver === "ekfac") {
     const inverse = await kroneckerInverse(fit, train);
     const solution = inverse.apply(rhs);
     inverse.dispose();
-    const none = { min: NaN, max: NaN };
-    return {
-      solution,
-      iterations: 0,
-      relativeResiduals: new Float64Array(rhs.shape[0]).fill(NaN),
-      residualHistory: [],
-      eigenvalueEstimates: none,
-    };
+    return direct(solution, NaN);
   }
   if (options.solver === "exact") {
     const dense = exactHessian(fit, train);
@@ -217,13 +210,7 @@ async function solveHessian(
     const x = choleskySolve(a, size, flat, b);
     const solution = new Float32Array(size * b);
     for (let j = 0; j < b; j++) for (let q = 0; q < size; q++) solution[j * size + q] = x[q * b + j];
-    return {
-      solution: tf.tensor3d(solution, rhs.shape),
-      iterations: 0,
-      relativeResiduals: new Float64Array(b),
-      residualHistory: [],
-      eigenvalueEstimates: { min: NaN, max: NaN },
-    };
+    return direct(tf.tensor3d(solution, rhs.shape), 0);
   }
   return await blockConjugateGradient((v) => operator.apply(v as tf.Tensor3D), rhs, {
     tol: options.tol ?? 1e-6,
