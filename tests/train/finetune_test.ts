@@ -1,3 +1,4 @@
+import { tinyVit } from "./_tiny_vit.ts";
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
@@ -8,12 +9,7 @@ import { readImageBatch, selectImageDecoder } from "../../lib/data/images.ts";
 import { evalTransform } from "../../lib/data/transforms.ts";
 import { metricsFromProbabilities } from "../../lib/carrot/metrics.ts";
 import { effectiveSampleSizes } from "../../lib/carrot/reweight.ts";
-import {
-  loadTimmModel,
-  randomTimmWeights,
-  resolveTimmConfig,
-  type TimmConfigInput,
-} from "../../lib/models/registry.ts";
+import { loadTimmModel, randomTimmWeights, resolveTimmConfig } from "../../lib/models/registry.ts";
 import { readSafetensors, writeSafetensors } from "../../lib/models/safetensors.ts";
 import { finetune, type FinetuneOptions } from "../../lib/train/finetune.ts";
 import { assertClose } from "../_assert.ts";
@@ -25,15 +21,6 @@ const dataset = loadSynthBirds(join(root, "birds"), {
   perClass: { train: 8, val: 4, test: 4 },
   imageSize: 32,
 });
-const tinyVit: TimmConfigInput = {
-  architecture: "vit",
-  imgSize: 32,
-  patchSize: 8,
-  embedDim: 32,
-  depth: 2,
-  numHeads: 2,
-  globalPool: "avg",
-};
 const base = (out: string): FinetuneOptions => ({
   model: tinyVit,
   preprocessing: { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], cropPct: 1 },

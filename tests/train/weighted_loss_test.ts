@@ -1,3 +1,4 @@
+import { tinyVit } from "./_tiny_vit.ts";
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
 import { selectBackend } from "../../lib/backend.ts";
@@ -7,15 +8,6 @@ import { type TrainableModel, weightedLossGradients } from "../../lib/train/weig
 import { assertClose } from "../_assert.ts";
 import { availableBackends } from "../_problems.ts";
 
-const tinyVit: TimmConfigInput = {
-  architecture: "vit",
-  imgSize: 32,
-  patchSize: 8,
-  embedDim: 32,
-  depth: 2,
-  numHeads: 2,
-  globalPool: "avg",
-};
 const tinySwin: TimmConfigInput = {
   architecture: "swin",
   imgSize: 16,
