@@ -42,7 +42,7 @@ export {
   representerCoefficients,
 } from "./lib/carrot/representer.ts";
 export { Random } from "./lib/random.ts";
-export { log, type LogSink, Progress, setLogSink } from "./lib/progress.ts";
+export { log, type LogSink, Progress, setLogSink, withProgress } from "./lib/progress.ts";
 export {
   type BootstrapInterval,
   bootstrapInterval,
@@ -76,6 +76,7 @@ export {
   type KroneckerInverse,
   kroneckerInverse,
   meanLossGradient,
+  selfInfluence,
   type TestInfluence,
   testInfluence,
   type TestInfluenceOptions,

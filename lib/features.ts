@@ -229,7 +229,11 @@ export async function extractFeatures(
     ? new Progress(`features ${source.dataset}/${source.split}`, total - state.done, "img")
     : undefined;
   const resumedAt = state.done;
-  let index = 0, batch: ImageItem[] = [], pending: { rows: Float32Array; items: ImageItem[] }[] = [];
+  // pending rows keep their items' ids and labels only: the preprocessed images (600 KB each at 224 px) would
+  // otherwise stay alive until the shard is written
+  let index = 0,
+    batch: ImageItem[] = [],
+    pending: { rows: Float32Array; items: Omit<ImageItem, "image">[] }[] = [];
 
   const saveShard = async () => {
     const items = pending.flatMap((p) => p.items), rows = concatRows(pending.map((p) => p.rows));
@@ -254,7 +258,8 @@ export async function extractFeatures(
       model.forwardFeatures(tf.tensor4d(buffer, [batch.length, height, width, channels]))
     );
     try {
-      pending.push({ rows: (await features.data()) as Float32Array, items: batch });
+      const items = batch.map(({ id, label }) => ({ id, label }));
+      pending.push({ rows: (await features.data()) as Float32Array, items });
     } finally {
       features.dispose();
     }

@@ -39,8 +39,9 @@ export class Progress {
   readonly #unit: string;
   readonly #start = performance.now();
   readonly #tty: boolean;
-  #last = 0;
+  #last: number;
   #done = 0;
+  #finished = false;
 
   /** `total` items of `unit` (e.g. "img"); the bar prints nothing until the first `update`. */
   constructor(label: string, total: number, unit = "it") {
@@ -48,6 +49,7 @@ export class Progress {
     this.#total = total;
     this.#unit = unit;
     this.#tty = sink === defaultSinkRef && Deno.stderr.isTerminal();
+    this.#last = this.#start; // a bar that completes within the first interval prints only its final line
   }
 
   /** Sets the number of completed items and redraws at most every 100 ms (TTY) or 5 s (log). */
@@ -59,13 +61,18 @@ export class Progress {
     this.#draw(done >= this.#total);
   }
 
-  /** Marks the bar complete and prints its final line with the total time. */
-  finish(): void {
-    this.#done = this.#total;
+  /**
+   * Prints the final line with the total time, at `done` items (default: all, or fewer for work that stopped
+   * early); once, even after an `update` that completed the bar.
+   */
+  finish(done = this.#total): void {
+    this.#done = done;
     this.#draw(true);
   }
 
   #draw(final: boolean): void {
+    if (this.#finished) return;
+    this.#finished = final;
     const elapsed = (performance.now() - this.#start) / 1000;
     const rate = this.#done / Math.max(elapsed, 1e-9);
     const eta = (this.#total - this.#done) / rate;
@@ -85,3 +92,22 @@ export class Progress {
 }
 
 const defaultSinkRef = sink;
+
+/**
+ * Runs `work` with an `onProgress(done, total)` that drives a progress bar (created on the first call, so the
+ * total comes from the library), and closes the bar at the count reached (work such as RRO may stop early).
+ */
+export async function withProgress<T>(
+  label: string,
+  unit: string,
+  work: (onProgress: (done: number, total: number) => void) => Promise<T>,
+): Promise<T> {
+  let bar: Progress | undefined, reached = 0;
+  const value = await work((done, total) => {
+    bar ??= new Progress(label, total, unit);
+    reached = done;
+    bar.update(done);
+  });
+  bar?.finish(reached);
+  return value;
+}

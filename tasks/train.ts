@@ -65,9 +65,12 @@ const schema = z.object({
   batchSize: z.coerce.number().int().min(1).default(32).describe("images per backbone batch"),
   cacheDir: z.string().default("data/cache/features").describe("feature cache folder"),
   name: z.string().optional().describe("run name (default <dataset>-<model>)"),
-  skipBadImages: z.coerce.boolean().default(false).describe(
-    "skip unreadable images (listed in metrics.json)",
-  ),
+  skipBadImages: z.union([z.boolean(), z.enum(["true", "false"]).transform((v) => v === "true")]).default(
+    false,
+  )
+    .describe(
+      "skip unreadable images (listed in metrics.json)",
+    ),
 }).strict();
 
 const booleanFlags = new Set(["skipBadImages"]);

@@ -14,7 +14,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { LabeledFeatures } from "./labeled_features.ts";
 import { disposeHead, fitHead, type HeadFit, headProbabilities } from "./head.ts";
-import { testInfluence, validationAlphaGradient } from "./influence.ts";
+import { selfInfluence, validationAlphaGradient } from "./influence.ts";
 import { evaluateHead, type Metrics } from "./metrics.ts";
 import { Random } from "../random.ts";
 import { rank } from "../stats.ts";
@@ -30,6 +30,8 @@ export interface SuspectOptions {
   selfInfluence?: "ekfac" | "exact";
   /** Seed of the random ranking (default 0). */
   seed?: number;
+  /** Progress of the self-influence ranking, the slow one: (points done, n). */
+  onProgress?: (done: number, total: number) => void;
 }
 
 /** Suspect scores `[n]` per ranking (higher = more suspect). */
@@ -58,15 +60,10 @@ export async function rankSuspects(
       const rng = new Random(options.seed ?? 0);
       out[ranking] = Float32Array.from({ length: n }, () => rng.uniform());
     } else {
-      const self = new Float32Array(n);
-      await testInfluence(fit, train, train, {
+      out[ranking] = await selfInfluence(fit, train, train, {
         method: options.selfInfluence ?? "ekfac",
-        topK: 1,
-        onBlock: (start, scores, b) => {
-          for (let j = 0; j < b; j++) self[start + j] = -scores[(start + j) * b + j]; // −I(i, i)
-        },
+        onProgress: options.onProgress,
       });
-      out[ranking] = self;
     }
   }
   return out;

@@ -28,7 +28,7 @@ export interface FaithfulnessOptions extends AttributionOptions {
   keep?: boolean;
   /** Tolerance of the refits (default fitHead's). */
   tol?: number;
-  /** Called after each method with (done, total). */
+  /** Called after each refit with (refits done, total refits). */
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -119,8 +119,11 @@ export async function faithfulness(
     return row;
   };
   const rows: FaithfulnessRow[] = [];
+  const totalRefits = methods.length * ks.length * t * (perClass ? 2 : 1);
+  let refits = 0;
+  const progress = () => options.onProgress?.(++refits, totalRefits);
   try {
-    for (const [done, method] of methods.entries()) {
+    for (const method of methods) {
       const support = await attributionScores(method, fit, train, predicted, options);
       const supportPerClass = perClass
         ? await attributionScores(method, fit, train, perClass, options)
@@ -132,6 +135,7 @@ export async function faithfulness(
           const alpha = fit.alpha.slice();
           for (const i of topIndices(support, j, t, K)) alpha[i] = 0;
           const after = await refitAt(alpha, j);
+          progress();
           flips += after.predicted !== c ? 1 : 0;
           marginDrop += marginOf(logits, c) - marginOf(after.logits, c);
           probDrop += probabilities[c] - after.probabilities[c];
@@ -145,6 +149,7 @@ export async function faithfulness(
               }
             }
             const onlyKept = await refitAt(keep, j);
+            progress();
             kept += onlyKept.predicted === c ? 1 : 0;
             kl += probabilities.reduce(
               (s, p, q) => s + (p > 0 ? p * Math.log(p / Math.max(onlyKept.probabilities[q], 1e-30)) : 0),
@@ -162,7 +167,6 @@ export async function faithfulness(
           kl: perClass ? kl / t : NaN,
         });
       }
-      options.onProgress?.(done + 1, methods.length);
     }
   } finally {
     tf.dispose([points.features, ...(perClass ? [perClass.features] : [])]);

@@ -292,6 +292,8 @@ export interface TestInfluenceOptions {
   maxIter?: number;
   /** Receives each block's full score matrix I `[n, b]` (row-major, train-major), e.g. to stream it to disk. */
   onBlock?: (start: number, scores: Float32Array, blockSize: number) => void | Promise<void>;
+  /** Called after each block with (test points done, test points). */
+  onProgress?: (done: number, total: number) => void;
 }
 
 /** The inverse-HVP approximation of the eigenvalue-corrected Kronecker factorisation (EK-FAC, George et al. 2018). */
@@ -359,6 +361,56 @@ export async function kroneckerInverse(fit: HeadFit, train: LabeledFeatures): Pr
   };
 }
 
+/** Per-sample loss gradients ∇ℓ_x = (p_x − e_{y_x}) h_xᵀ as a batch [b, K, d+1], and the losses ℓ_x [b]. */
+function lossGradients(fit: HeadFit, block: LabeledFeatures) {
+  const b = block.labels.length, k = fit.numClasses, width = fit.weights.shape[1];
+  return tf.tidy(() => {
+    const z = logits(fit.weights, block.features);
+    const y = tf.oneHot(tf.tensor1d(block.labels, "int32"), k).toFloat();
+    const r = tf.sub(tf.softmax(z), y); // [b, K]
+    const h = tf.concat([block.features, tf.ones([b, 1])], 1); // [b, D]
+    return {
+      grads: tf.mul(r.reshape([b, k, 1]), h.reshape([b, 1, width])) as tf.Tensor3D,
+      losses: tf.neg(tf.sum(tf.mul(y, tf.logSoftmax(z)), 1)),
+    };
+  });
+}
+
+/**
+ * The H⁻¹ V solver of `testInfluence` and `selfInfluence` over blocks of `points` (rows `start … start + b`):
+ * EK-FAC or block CG, with the default block size min(64, 2^24 / (n K)) — ≤ 64 MiB per [n, b, K] intermediate,
+ * beyond which WASM's heap and WebGPU's 128 MiB binding limit fail.
+ */
+async function blockSolver(
+  fit: HeadFit,
+  train: LabeledFeatures,
+  options: Pick<TestInfluenceOptions, "method" | "blockSize" | "tol" | "maxIter">,
+) {
+  const n = train.features.shape[0], k = fit.numClasses;
+  const operator = hessianOperator(fit, train);
+  const approximation = options.method === "ekfac" ? await kroneckerInverse(fit, train) : undefined;
+  return {
+    operator,
+    blockSize: options.blockSize ?? Math.max(1, Math.min(64, Math.floor(2 ** 24 / (n * k)))),
+    block: (points: LabeledFeatures, start: number, b: number): LabeledFeatures => ({
+      features: tf.tidy(() => points.features.slice([start, 0], [b, -1])),
+      labels: points.labels.subarray(start, start + b),
+    }),
+    solve: async (grads: tf.Tensor3D): Promise<tf.Tensor3D> => {
+      if (approximation) return approximation.apply(grads);
+      const solved = await blockConjugateGradient((v) => operator.apply(v as tf.Tensor3D), grads, {
+        tol: options.tol ?? 1e-6,
+        maxIter: options.maxIter,
+      });
+      return solved.solution as tf.Tensor3D;
+    },
+    dispose: () => {
+      operator.dispose();
+      approximation?.dispose();
+    },
+  };
+}
+
 /**
  * For every test point x, the influence of every training point on ℓ_x and its top-K proponents and opponents;
  * streams over blocks of test points (memory O(n · blockSize)). See `TestInfluenceOptions.method` for the cost.
@@ -374,41 +426,16 @@ export async function testInfluence(
     t = test.features.shape[0],
     k = fit.numClasses,
     width = fit.weights.shape[1];
-  // default block: ≤ 64 test points and ≤ 2^24 floats (64 MiB) per [n, b, K] intermediate — WASM's heap and
-  // WebGPU's 128 MiB binding limit both fail beyond that
   const topK = Math.min(options.topK ?? 10, n);
-  const blockSize = options.blockSize ?? Math.max(1, Math.min(64, Math.floor(2 ** 24 / (n * k))));
-  const operator = hessianOperator(fit, train);
-  const approximation = options.method === "ekfac" ? await kroneckerInverse(fit, train) : undefined;
-  const trainResidual = tf.tidy(() => tf.sub(operator.probabilities, operator.problem.oneHot)); // [n, K]
+  const solver = await blockSolver(fit, train, options);
+  const trainResidual = tf.tidy(() => tf.sub(solver.operator.probabilities, solver.operator.problem.oneHot)); // [n, K]
   const out: TestInfluence[] = [];
   try {
-    for (let start = 0; start < t; start += blockSize) {
-      const b = Math.min(blockSize, t - start);
-      const block = {
-        features: tf.tidy(() => test.features.slice([start, 0], [b, -1])),
-        labels: test.labels.subarray(start, start + b),
-      };
-      // per-sample gradients ∇ℓ_x = (p_x − e_{y_x}) h_xᵀ as a batch [b, K, D], and the losses ℓ_x
-      const { grads, losses } = tf.tidy(() => {
-        const z = logits(fit.weights, block.features);
-        const y = tf.oneHot(tf.tensor1d(block.labels, "int32"), k).toFloat();
-        const r = tf.sub(tf.softmax(z), y); // [b, K]
-        const h = tf.concat([block.features, tf.ones([b, 1])], 1); // [b, D]
-        return {
-          grads: tf.mul(r.reshape([b, k, 1]), h.reshape([b, 1, width])) as tf.Tensor3D,
-          losses: tf.neg(tf.sum(tf.mul(y, tf.logSoftmax(z)), 1)),
-        };
-      });
-      let solution: tf.Tensor3D;
-      if (approximation) solution = approximation.apply(grads);
-      else {
-        const solved = await blockConjugateGradient((v) => operator.apply(v as tf.Tensor3D), grads, {
-          tol: options.tol ?? 1e-6,
-          maxIter: options.maxIter,
-        });
-        solution = solved.solution as tf.Tensor3D;
-      }
+    for (let start = 0; start < t; start += solver.blockSize) {
+      const b = Math.min(solver.blockSize, t - start);
+      const block = solver.block(test, start, b);
+      const { grads, losses } = lossGradients(fit, block);
+      const solution = await solver.solve(grads);
       // I(i, x) = −(p_i − e_{y_i})ᵀ S_x h_i for all i: one product [n, d]·[d, bK]
       const scores = tf.tidy(() => {
         const sh = logits(solution.reshape([b * k, width]) as tf.Tensor2D, train.features).reshape([n, b, k]);
@@ -436,11 +463,43 @@ export async function testInfluence(
           opponents: pick(highValues, highIndices),
         });
       }
+      options.onProgress?.(start + b, t);
     }
   } finally {
     trainResidual.dispose();
-    operator.dispose();
-    approximation?.dispose();
+    solver.dispose();
+  }
+  return out;
+}
+
+/**
+ * Self-influence s_x = ∇ℓ_xᵀ H⁻¹ ∇ℓ_x of every point of `points` (Koh & Liang 2017; for a training point it equals
+ * −I(x, x) of `testInfluence`) without forming the [n, b] score matrix: per block one inverse-HVP of the
+ * per-sample gradients, then Σ ∇ℓ_x ⊙ H⁻¹∇ℓ_x — O(b (K² + K d) d) per block with EK-FAC.
+ */
+export async function selfInfluence(
+  fit: HeadFit,
+  train: LabeledFeatures,
+  points: LabeledFeatures,
+  options: Omit<TestInfluenceOptions, "topK" | "onBlock"> = {},
+): Promise<Float32Array> {
+  checkSplit(fit, points, "points");
+  const t = points.features.shape[0];
+  const solver = await blockSolver(fit, train, options);
+  const out = new Float32Array(t);
+  try {
+    for (let start = 0; start < t; start += solver.blockSize) {
+      const b = Math.min(solver.blockSize, t - start);
+      const block = solver.block(points, start, b);
+      const { grads, losses } = lossGradients(fit, block);
+      const solution = await solver.solve(grads);
+      const self = tf.tidy(() => tf.sum(tf.mul(grads, solution), [1, 2]));
+      out.set((await self.data()) as Float32Array, start);
+      tf.dispose([block.features, grads, losses, solution, self]);
+      options.onProgress?.(start + b, t);
+    }
+  } finally {
+    solver.dispose();
   }
   return out;
 }

@@ -20,6 +20,8 @@ export interface TuneLambdaOptions {
   numClasses?: number;
   /** Solver tolerance (default fitHead's). */
   tol?: number;
+  /** Called after each fit with (λ values done, grid size). */
+  onProgress?: (done: number, total: number) => void;
 }
 
 /** The selected λ, its fit (owned by the caller) and the validation metrics of every candidate. */
@@ -58,6 +60,7 @@ export async function tuneLambda(
       [best, bestNll] = [fit, metrics.nll];
     }
     previous = fit;
+    options.onProgress?.(rows.length, grid.length);
   }
   if (previous !== best) disposeHead(previous!);
   rows.sort((a, b) => a.lambda - b.lambda);

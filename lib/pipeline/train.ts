@@ -26,7 +26,7 @@ import { meanStd } from "../stats.ts";
 import { selectRows, stratifiedSplitIndices } from "../split.ts";
 import type { DatasetName } from "../data/dataset.ts";
 import type { SynthBirdsOptions } from "../data/synthbirds.ts";
-import { log } from "../progress.ts";
+import { log, withProgress } from "../progress.ts";
 import { loadImageFeatures, loadPrecomputedFeatures, type PipelineFeatures } from "./features_input.ts";
 import { writeRunOutputs } from "./outputs.ts";
 
@@ -190,22 +190,30 @@ export async function runTraining(config: TrainConfig): Promise<RunResult> {
     const tuned = await stage(
       `seed ${seed}: ERM head, λ tuned on val`,
       timings,
-      () => tuneLambda(split.train, split.val, { grid: config.lambdaGrid, numClasses }),
+      () =>
+        withProgress(
+          "  λ grid",
+          "fit",
+          (onProgress) =>
+            tuneLambda(split.train, split.val, { grid: config.lambdaGrid, numClasses, onProgress }),
+        ),
     );
     const carrot = await stage(
       `seed ${seed}: CARROT reweighting`,
       timings,
       () =>
-        reweight(split.train, split.val, {
-          lambda: tuned.lambda,
-          numClasses,
-          estimator: config.estimator,
-          rho: config.rho,
-          gamma: config.gamma,
-          stepSize: config.stepSize,
-          outerSteps: config.outerSteps,
-          seed,
-        }),
+        withProgress("  RRO", "step", (onProgress) =>
+          reweight(split.train, split.val, {
+            lambda: tuned.lambda,
+            numClasses,
+            estimator: config.estimator,
+            rho: config.rho,
+            gamma: config.gamma,
+            stepSize: config.stepSize,
+            outerSteps: config.outerSteps,
+            seed,
+            onStep: (entry) => onProgress(entry.step, config.outerSteps),
+          })),
     );
     const erm = await evaluateHead(tuned.fit, test), reweighted = await evaluateHead(carrot.fit, test);
     log(
@@ -248,12 +256,18 @@ export async function runTraining(config: TrainConfig): Promise<RunResult> {
   if (methods.join() !== config.faithfulnessMethods.join()) {
     log("  faithfulness scores influence with EK-FAC (--influenceMethod ekfac)");
   }
-  const faith = await stage("faithfulness", timings, async () =>
-    (await faithfulness(carrot, train, test, {
-      methods,
-      ks: config.faithfulnessKs,
-      sample: config.faithfulnessSample,
-    })).rows);
+  const faith = await stage(
+    "faithfulness",
+    timings,
+    async () =>
+      (await withProgress("  faithfulness", "refit", (onProgress) =>
+        faithfulness(carrot, train, test, {
+          methods,
+          ks: config.faithfulnessKs,
+          sample: config.faithfulnessSample,
+          onProgress,
+        }))).rows,
+  );
   const { detection, suspects } = await stage(
     "dataset debugging",
     timings,
@@ -303,10 +317,12 @@ async function explainTest(
 ) {
   const test = features.test;
   const representer = await explain(fit, train, test.features, { topK: config.topK });
-  const influence = await testInfluence(fit, train, test, {
-    topK: config.topK,
-    method: config.influenceMethod,
-  });
+  const influence = await withProgress(
+    "  influence explanations",
+    "img",
+    (onProgress) =>
+      testInfluence(fit, train, test, { topK: config.topK, method: config.influenceMethod, onProgress }),
+  );
   log(
     `  representer identity residual ${representer.residual.toExponential(2)} (bound ${
       representer.residualBound.toExponential(2)
@@ -338,7 +354,11 @@ async function debugTrain(
   features: PipelineFeatures,
   trainIndices: Int32Array,
 ) {
-  const scores = await rankSuspects(erm, train, val, { selfInfluence: "ekfac" });
+  const scores = await withProgress(
+    "  self-influence",
+    "pt",
+    (onProgress) => rankSuspects(erm, train, val, { selfInfluence: "ekfac", onProgress }),
+  );
   const items = features.train.items;
   const truth = items?.[0]?.truth ? Array.from(trainIndices, (i) => items[i].truth!) : undefined;
   let detection: RunResult["detection"];

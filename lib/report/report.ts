@@ -14,6 +14,9 @@ import { encodePng } from "../data/png.ts";
 const escape = (s: unknown) =>
   String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!);
 
+/** A class name cut to 24 characters for an axis label. */
+const shortName = (name: string) => (name.length > 24 ? `${name.slice(0, 23)}…` : name);
+
 function base64(bytes: Uint8Array): string {
   let binary = "";
   for (let i = 0; i < bytes.length; i += 0x8000) {
@@ -87,15 +90,34 @@ export async function renderReport(result: RunResult, artifacts: RunArtifacts): 
   ]);
   const alpha = artifacts.alphaPerSeed[0];
   const labels = Array.from(artifacts.trainIndices, (i) => artifacts.features.train.labels[i]);
+  const classes = [...new Set(labels)].sort((a, b) => a - b);
+  const className = (c: number) => result.classNames[c] ?? String(c);
   figures.push(["Final α per class (seed 0)", {
     data: [{
       type: "box",
-      x: labels.map((c) => result.classNames[c] ?? String(c)),
+      x: labels.map((c) => className(c)),
       y: Array.from(alpha),
       boxpoints: false,
       name: "α",
     }],
-    layout: { yaxis: { title: { text: "α" } }, height: 420, margin: { b: 140 } },
+    layout: {
+      yaxis: { title: { text: "α" } },
+      // slanted names, shortened on the axis (the hover keeps them whole) up to 50 classes; beyond that plotly
+      // thins the ticks of the category axis itself (CUB: 200)
+      xaxis: {
+        tickangle: -45,
+        automargin: true,
+        tickfont: { size: 10 },
+        ...(classes.length <= 50
+          ? {
+            tickmode: "array",
+            tickvals: classes.map(className),
+            ticktext: classes.map((c) => shortName(className(c))),
+          }
+          : {}),
+      },
+      height: 460,
+    },
   }]);
   const methods = [...new Set(result.faithfulness.map((r) => r.method))];
   figures.push([

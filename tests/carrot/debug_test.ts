@@ -60,14 +60,30 @@ Deno.test("rankSuspects(): harmfulness finds mislabeled points; self-influence e
   assert.ok(auroc("self-influence") > 0.7, `self-influence AUROC ${auroc("self-influence")}`);
   assert.ok(Math.abs(auroc("random") - 0.5) < 0.2);
   // invariance: self-influence = −diag of testInfluence(train, train)
-  const n = data.train.labels.length, diagonal = new Float32Array(n);
-  await testInfluence(fit, data.train, data.train, {
-    blockSize: 7,
-    onBlock: (start, scores, b) => {
-      for (let j = 0; j < b; j++) diagonal[start + j] = -scores[(start + j) * b + j];
-    },
+  // (selfInfluence never forms the [n, b] scores: a different computation), exact and EK-FAC
+  const n = data.train.labels.length;
+  const diagonal = async (method: "exact" | "ekfac") => {
+    const out = new Float32Array(n);
+    await testInfluence(fit, data.train, data.train, {
+      method,
+      blockSize: 7,
+      onBlock: (start, scores, b) => {
+        for (let j = 0; j < b; j++) out[start + j] = -scores[(start + j) * b + j];
+      },
+    });
+    return out;
+  };
+  assertClose(exact["self-influence"]!, await diagonal("exact"), {
+    rtol: 1e-3,
+    atol: 1e-6,
+    what: "self-influence",
   });
-  assertClose(exact["self-influence"]!, diagonal, { rtol: 1e-3, atol: 1e-6, what: "self-influence" });
+  const ekfac = await rankSuspects(fit, data.train, data.val, { rankings: ["self-influence"] });
+  assertClose(ekfac["self-influence"]!, await diagonal("ekfac"), {
+    rtol: 1e-4,
+    atol: 1e-7,
+    what: "EK-FAC self-influence",
+  });
   assert.ok(exact["self-influence"]!.every((v) => v > 0), "∇ℓᵀH⁻¹∇ℓ > 0");
   // with α = 1, |β_{i,y_i}| orders points exactly like the loss
   const rep = exact.representer!, loss = exact.loss!;

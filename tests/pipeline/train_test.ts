@@ -36,6 +36,17 @@ Deno.test("runTraining(): images → features → ERM/CARROT → explanations, f
       lines.some((l) => /^\[features\] \d/.test(l)) && lines.some((l) => /^\[faithfulness\]/.test(l)),
       "stage lines",
     );
+    // progress bars inside the long stages end at their totals: 2 λ values, 24 test images, 64 training points,
+    // 2 methods × 2 K × 3 points × (remove + keep) = 24 refits; RRO at the step it stopped (≤ 3)
+    for (
+      const bar of [
+        /^ {2}λ grid \[#{24}\] 2\/2 /,
+        /^ {2}RRO \[[#.]{24}\] [0-3]\/3 /,
+        /^ {2}influence explanations \[#{24}\] 24\/24 /,
+        /^ {2}faithfulness \[#{24}\] 24\/24 /,
+        /^ {2}self-influence \[#{24}\] 64\/64 /,
+      ]
+    ) assert.ok(lines.some((l) => bar.test(l)), `${bar}\n${lines.join("\n")}`);
     const metrics = JSON.parse(readFileSync(join(config.runDir, "metrics.json"), "utf8"));
     assert.equal(metrics.summary.erm.accuracy.mean, result.summary.erm.accuracy.mean);
     assert.ok(

@@ -1,0 +1,21 @@
+import assert from "node:assert/strict";
+import { Progress, setLogSink } from "../lib/progress.ts";
+
+Deno.test("Progress prints its final line once, with rate and total time", () => {
+  const lines: string[] = [];
+  const previous = setLogSink((line) => lines.push(line));
+  try {
+    const bar = new Progress("images", 3, "img");
+    bar.update(1); // within 5 s of the start on a log sink: nothing
+    bar.update(3); // complete: the final line
+    bar.finish(); // already final: nothing more
+    const stopped = new Progress("steps", 20, "step");
+    stopped.update(3);
+    stopped.finish(3); // work that ended early
+  } finally {
+    setLogSink(previous);
+  }
+  assert.equal(lines.length, 2, lines.join("\n"));
+  assert.match(lines[0], /^images \[#{24}\] 3\/3 [\d.]+ img\/s in [\d.]+s$/);
+  assert.match(lines[1], /^steps \[#{4}\.{20}\] 3\/20 [\d.]+ step\/s in [\d.]+s$/);
+});
