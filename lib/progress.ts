@@ -32,7 +32,7 @@ function formatSeconds(s: number): string {
   return m < 60 ? `${m}m${String(Math.round(s % 60)).padStart(2, "0")}s` : `${Math.floor(m / 60)}h${m % 60}m`;
 }
 
-/** A progress bar with rate and ETA: `label [#####.....] 120/500 32.1 it/s ETA 11.8s`. */
+/** A progress bar with rate and ETA: `label [#####.....] 120/500 32.1 it/s ETA 11.8s` (or `4.2 s/it` when slow). */
 export class Progress {
   readonly #label: string;
   readonly #total: number;
@@ -80,9 +80,11 @@ export class Progress {
     const filled = Math.round(width * Math.min(1, this.#done / Math.max(this.#total, 1)));
     const bar = "#".repeat(filled) + ".".repeat(width - filled);
     const tail = final ? `in ${formatSeconds(elapsed)}` : `ETA ${formatSeconds(eta)}`;
-    const line = `${this.#label} [${bar}] ${this.#done}/${this.#total} ${
-      rate.toFixed(1)
-    } ${this.#unit}/s ${tail}`;
+    // slow work reads better as seconds per item: "12.3 s/refit" rather than "0.1 refit/s"
+    const speed = rate > 0 && rate < 1
+      ? `${(1 / rate).toFixed(1)} s/${this.#unit}`
+      : `${rate.toFixed(1)} ${this.#unit}/s`;
+    const line = `${this.#label} [${bar}] ${this.#done}/${this.#total} ${speed} ${tail}`;
     if (this.#tty) {
       Deno.stderr.writeSync(encoder.encode(`\r\x1b[2K${line}${final ? "\n" : ""}`));
     } else {

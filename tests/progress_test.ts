@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Progress, setLogSink } from "../lib/progress.ts";
 
-Deno.test("Progress prints its final line once, with rate and total time", () => {
+Deno.test("Progress prints its final line once, with rate and total time", async () => {
   const lines: string[] = [];
   const previous = setLogSink((line) => lines.push(line));
   try {
@@ -15,7 +15,17 @@ Deno.test("Progress prints its final line once, with rate and total time", () =>
   } finally {
     setLogSink(previous);
   }
-  assert.equal(lines.length, 2, lines.join("\n"));
+  // a slow bar reports seconds per item
+  const slow = new Progress("fits", 2, "fit");
+  setLogSink((line) => lines.push(line));
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    slow.finish(1);
+  } finally {
+    setLogSink(previous);
+  }
+  assert.equal(lines.length, 3, lines.join("\n"));
+  assert.match(lines[2], /^fits \[#{12}\.{12}\] 1\/2 1\.\d s\/fit in 1\.\ds$/);
   assert.match(lines[0], /^images \[#{24}\] 3\/3 [\d.]+ img\/s in [\d.]+s$/);
   assert.match(lines[1], /^steps \[#{4}\.{20}\] 3\/20 [\d.]+ step\/s in [\d.]+s$/);
 });

@@ -7,6 +7,7 @@
  * Methods for Sparse Linear Systems, §6.7.3), whose extreme Ritz values estimate H's extreme eigenvalues.
  */
 import * as tf from "@tensorflow/tfjs";
+import { yieldToEventLoop } from "../_yield.ts";
 import { tridiagonalEigenvalues } from "./_linalg.ts";
 
 /** Options of `blockConjugateGradient`. */
@@ -52,6 +53,7 @@ export async function blockConjugateGradient(
   const alphas: number[] = [], betas: number[] = [];
   let iterations = 0;
   while (iterations < maxIter && relative.some((v) => v > tol)) {
+    await yieldToEventLoop(); // Ctrl-C during long solves
     const done = tf.tensor2d(Float32Array.from(relative, (v) => (v > tol ? 1 : 0)), [b, 1]);
     const next = tf.tidy(() => {
       const hp = apply(p);

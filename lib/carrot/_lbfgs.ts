@@ -8,6 +8,7 @@
  * stops there (no new best ‖∇J‖ in `stallIterations` steps, or no acceptable step) and says so.
  */
 import * as tf from "@tensorflow/tfjs";
+import { yieldToEventLoop } from "../_yield.ts";
 
 /** One curvature pair of the L-BFGS history, ρ = 1 / sᵀy. */
 export interface CurvaturePair {
@@ -162,6 +163,7 @@ export async function minimizeLbfgs(
   };
 
   while (true) {
+    await yieldToEventLoop(); // Ctrl-C during long fits
     if (gradNorm <= options.gradTol) {
       stopReason = "gradient tolerance";
       break;

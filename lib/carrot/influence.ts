@@ -13,6 +13,7 @@
  * Test-point influence follows the same convention: I(i, x) = ∂ℓ_x/∂α_i, negative = i helps x.
  */
 import * as tf from "@tensorflow/tfjs";
+import { yieldToEventLoop } from "../_yield.ts";
 import { checkLabels, type LabeledFeatures } from "./labeled_features.ts";
 import { type HeadFit, headProbabilities, problemOf } from "./head.ts";
 import {
@@ -300,6 +301,11 @@ export interface TestInfluenceOptions {
 export interface KroneckerInverse {
   /** ≈ H⁻¹ V for V `[b, K, d+1]`. */
   apply(v: tf.Tensor3D): tf.Tensor3D;
+  /**
+   * ≈ gᵀ H⁻¹ g for rank-one gradients g = r hᵀ (residuals r `[b, K]`, inputs h `[b, d+1]`) in O(K² + d²) each:
+   * in the eigenbasis g is (Q_Aᵀr)(Q_Cᵀh)ᵀ, so gᵀH⁻¹g = Σ_ab (u_aᵀr)² (v_bᵀh)² / (Λ_ab + λ). Returns `[b]`.
+   */
+  rankOneQuadratic(residuals: tf.Tensor2D, inputs: tf.Tensor2D): tf.Tensor1D;
   /** Frees the eigenbases and eigenvalues. */
   dispose(): void;
 }
@@ -357,18 +363,29 @@ export async function kroneckerInverse(fit: HeadFit, train: LabeledFeatures): Pr
         ]);
         return tf.matMul(back.reshape([b * k, width]), qcT).reshape([b, k, width]) as tf.Tensor3D;
       }),
+    rankOneQuadratic: (residuals, inputs) =>
+      tf.tidy(() => {
+        const u = tf.square(tf.matMul(residuals, qa)); // (u_aᵀ r)²  [b, K]
+        const v = tf.square(tf.matMul(inputs, qc)); // (v_bᵀ h)²  [b, D]
+        return tf.sum(tf.mul(u, tf.matMul(v, tf.reciprocal(denominator).transpose())), 1) as tf.Tensor1D;
+      }),
     dispose: () => tf.dispose([qa, qc, qaT, qcT, denominator]),
   };
+}
+
+/** The factors of ∇ℓ_x = r_x h_xᵀ: residuals r_x = p_x − e_{y_x} [b, K] and inputs h_x = [x, 1] [b, d+1] (in a tidy). */
+function gradientFactors(fit: HeadFit, block: LabeledFeatures) {
+  const b = block.labels.length;
+  const z = logits(fit.weights, block.features);
+  const y = tf.oneHot(tf.tensor1d(block.labels, "int32"), fit.numClasses).toFloat();
+  return { z, y, r: tf.sub(tf.softmax(z), y), h: tf.concat([block.features, tf.ones([b, 1])], 1) };
 }
 
 /** Per-sample loss gradients ∇ℓ_x = (p_x − e_{y_x}) h_xᵀ as a batch [b, K, d+1], and the losses ℓ_x [b]. */
 function lossGradients(fit: HeadFit, block: LabeledFeatures) {
   const b = block.labels.length, k = fit.numClasses, width = fit.weights.shape[1];
   return tf.tidy(() => {
-    const z = logits(fit.weights, block.features);
-    const y = tf.oneHot(tf.tensor1d(block.labels, "int32"), k).toFloat();
-    const r = tf.sub(tf.softmax(z), y); // [b, K]
-    const h = tf.concat([block.features, tf.ones([b, 1])], 1); // [b, D]
+    const { z, y, r, h } = gradientFactors(fit, block);
     return {
       grads: tf.mul(r.reshape([b, k, 1]), h.reshape([b, 1, width])) as tf.Tensor3D,
       losses: tf.neg(tf.sum(tf.mul(y, tf.logSoftmax(z)), 1)),
@@ -397,6 +414,7 @@ async function blockSolver(
       labels: points.labels.subarray(start, start + b),
     }),
     solve: async (grads: tf.Tensor3D): Promise<tf.Tensor3D> => {
+      await yieldToEventLoop(); // Ctrl-C between blocks
       if (approximation) return approximation.apply(grads);
       const solved = await blockConjugateGradient((v) => operator.apply(v as tf.Tensor3D), grads, {
         tol: options.tol ?? 1e-6,
@@ -474,8 +492,8 @@ export async function testInfluence(
 
 /**
  * Self-influence s_x = ∇ℓ_xᵀ H⁻¹ ∇ℓ_x of every point of `points` (Koh & Liang 2017; for a training point it equals
- * −I(x, x) of `testInfluence`) without forming the [n, b] score matrix: per block one inverse-HVP of the
- * per-sample gradients, then Σ ∇ℓ_x ⊙ H⁻¹∇ℓ_x — O(b (K² + K d) d) per block with EK-FAC.
+ * −I(x, x) of `testInfluence`) without forming the [n, b] score matrix. Exact: per block one block-CG solve of the
+ * per-sample gradients, then Σ ∇ℓ_x ⊙ H⁻¹∇ℓ_x. EK-FAC: `rankOneQuadratic`, O(K² + d² + K d) per point.
  */
 export async function selfInfluence(
   fit: HeadFit,
@@ -485,6 +503,21 @@ export async function selfInfluence(
 ): Promise<Float32Array> {
   checkSplit(fit, points, "points");
   const t = points.features.shape[0];
+  if (options.method === "ekfac") {
+    const inverse = await kroneckerInverse(fit, train);
+    try {
+      const self = tf.tidy(() => {
+        const { r, h } = gradientFactors(fit, points);
+        return inverse.rankOneQuadratic(r as tf.Tensor2D, h as tf.Tensor2D);
+      });
+      const out = (await self.data()) as Float32Array;
+      self.dispose();
+      options.onProgress?.(t, t);
+      return out;
+    } finally {
+      inverse.dispose();
+    }
+  }
   const solver = await blockSolver(fit, train, options);
   const out = new Float32Array(t);
   try {

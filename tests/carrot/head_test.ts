@@ -225,3 +225,21 @@ Deno.test("fitHead() leaks no tensors", async () => {
   assert.ok((await frobeniusNorm(train.features)) > 0);
   tf.dispose(train.features);
 });
+
+Deno.test("fitHead lets the event loop run during a long fit (Ctrl-C and timers are not held off)", async () => {
+  const { train } = randomProblem({ n: 6000, dim: 128, numClasses: 40, lambda: 0.01, seed: 3 });
+  let timerAt = Infinity;
+  const timer = setTimeout(() => (timerAt = performance.now()), 0);
+  const start = performance.now();
+  const fit = await fitHead(train, { lambda: 0.01, tol: 1e-7 });
+  const end = performance.now();
+  clearTimeout(timer);
+  // without yielding, every await in the solver is a microtask and the timer fires only after fitHead returns
+  assert.ok(end - start > 250, `the fit took ${(end - start).toFixed(0)} ms; the check needs a longer one`);
+  assert.ok(
+    timerAt < end - 100,
+    `timer at ${(timerAt - start).toFixed(0)} ms of ${(end - start).toFixed(0)} ms`,
+  );
+  disposeHead(fit);
+  tf.dispose(train.features);
+});
