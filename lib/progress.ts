@@ -37,14 +37,18 @@ export class Progress {
   readonly #label: string;
   readonly #total: number;
   readonly #unit: string;
-  readonly #start = performance.now();
+  readonly #start: number;
   readonly #tty: boolean;
   #last: number;
   #done = 0;
   #finished = false;
 
-  /** `total` items of `unit` (e.g. "img"); the bar prints nothing until the first `update`. */
-  constructor(label: string, total: number, unit = "it") {
+  /**
+   * `total` items of `unit` (e.g. "img"), timed from `start` (a `performance.now()` value; default now); the bar
+   * prints nothing until the first `update`.
+   */
+  constructor(label: string, total: number, unit = "it", start = performance.now()) {
+    this.#start = start;
     this.#label = label;
     this.#total = total;
     this.#unit = unit;
@@ -105,8 +109,9 @@ export async function withProgress<T>(
   work: (onProgress: (done: number, total: number) => void) => Promise<T>,
 ): Promise<T> {
   let bar: Progress | undefined, reached = 0;
+  const start = performance.now(); // rate and ETA count the work before the first callback too
   const value = await work((done, total) => {
-    bar ??= new Progress(label, total, unit);
+    bar ??= new Progress(label, total, unit, start);
     reached = done;
     bar.update(done);
   });
