@@ -505,18 +505,28 @@ export async function selfInfluence(
   const t = points.features.shape[0];
   if (options.method === "ekfac") {
     const inverse = await kroneckerInverse(fit, train);
+    // rows per block: ≤ 2^24 floats (64 MiB) per [b, d+1] or [b, K] intermediate
+    const rows = options.blockSize ?? Math.floor(2 ** 24 / Math.max(fit.weights.shape[1], fit.numClasses));
+    const out = new Float32Array(t);
     try {
-      const self = tf.tidy(() => {
-        const { r, h } = gradientFactors(fit, points);
-        return inverse.rankOneQuadratic(r as tf.Tensor2D, h as tf.Tensor2D);
-      });
-      const out = (await self.data()) as Float32Array;
-      self.dispose();
-      options.onProgress?.(t, t);
-      return out;
+      for (let start = 0; start < t; start += rows) {
+        const b = Math.min(rows, t - start);
+        const self = tf.tidy(() => {
+          const features = points.features.slice([start, 0], [b, -1]) as tf.Tensor2D;
+          const { r, h } = gradientFactors(fit, {
+            features,
+            labels: points.labels.subarray(start, start + b),
+          });
+          return inverse.rankOneQuadratic(r as tf.Tensor2D, h as tf.Tensor2D);
+        });
+        out.set((await self.data()) as Float32Array, start);
+        self.dispose();
+        options.onProgress?.(start + b, t);
+      }
     } finally {
       inverse.dispose();
     }
+    return out;
   }
   const solver = await blockSolver(fit, train, options);
   const out = new Float32Array(t);

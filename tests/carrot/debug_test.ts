@@ -5,7 +5,7 @@ import { detectionMetrics, fixSuspects, rankSuspects } from "../../lib/carrot/de
 import { faithfulness } from "../../lib/carrot/faithfulness.ts";
 import { experimentTable, runExperiment } from "../../lib/carrot/experiment.ts";
 import { disposeHead, fitHead } from "../../lib/carrot/head.ts";
-import { testInfluence } from "../../lib/carrot/influence.ts";
+import { selfInfluence, testInfluence } from "../../lib/carrot/influence.ts";
 import { makeFineGrainedFeatures } from "../../lib/data/synthetic_features.ts";
 import { assertClose } from "../_assert.ts";
 
@@ -83,6 +83,13 @@ Deno.test("rankSuspects(): harmfulness finds mislabeled points; self-influence e
     rtol: 1e-4,
     atol: 1e-7,
     what: "EK-FAC self-influence",
+  });
+  // blocking (7 rows at a time) changes nothing
+  const blocked = await selfInfluence(fit, data.train, data.train, { method: "ekfac", blockSize: 7 });
+  assertClose(blocked, ekfac["self-influence"]!, {
+    rtol: 1e-6,
+    atol: 1e-9,
+    what: "blocked EK-FAC self-influence",
   });
   assert.ok(exact["self-influence"]!.every((v) => v > 0), "∇ℓᵀH⁻¹∇ℓ > 0");
   // with α = 1, |β_{i,y_i}| orders points exactly like the loss
