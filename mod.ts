@@ -259,13 +259,49 @@ export {
   type TrajectoryEntry,
 } from "./lib/carrot/reweight.ts";
 export {
+  crossFitObjective,
+  type CrossFitOptions,
+  type CrossFitResult,
+  crossFitReweight,
+  type CrossFitStep,
+  type HeldOutWeighting,
+  stratifiedFolds,
+} from "./lib/carrot/crossfit.ts";
+export {
+  type SelectionCandidate,
+  type SelectionOptions,
+  type SelectionResult,
+  type SelectionRow,
+  selectWeighting,
+} from "./lib/carrot/selection.ts";
+export {
+  type CarrotOptions,
+  type CarrotPath,
+  type CarrotResult,
+  carrotReweight,
+  defaultCarrotPaths,
+} from "./lib/carrot/carrot.ts";
+export {
   defaultLambdaGrid,
   tuneLambda,
   type TuneLambdaOptions,
   type TuneLambdaResult,
 } from "./lib/carrot/lambda.ts";
 export { evaluateHead, type Metrics, metricsFromProbabilities } from "./lib/carrot/metrics.ts";
-export { selectRows, splitFeatures, stratifiedSplitIndices } from "./lib/split.ts";
+export {
+  evaluateHeadWithTemperature,
+  fitTemperature,
+  fitTemperatureFromLogits,
+  type FitTemperatureOptions,
+  type TemperatureFit,
+} from "./lib/carrot/temperature.ts";
+export {
+  selectRows,
+  splitFeatures,
+  stratifiedSplitIndices,
+  type ValidationCoverage,
+  validationCoverage,
+} from "./lib/split.ts";
 export {
   figureBundle,
   type FigureOptions,
@@ -283,7 +319,14 @@ export {
 } from "./lib/report/display.ts";
 export { type AxesOptions, barFigure, lineFigure, scatterFigure, type Series } from "./lib/report/figures.ts";
 export { writeInfluenceMatrix } from "./lib/carrot/score_file.ts";
-export { type RunArtifacts, type RunResult, runTraining, type TrainConfig } from "./lib/pipeline/train.ts";
+export {
+  type RunArtifacts,
+  type RunResult,
+  runTraining,
+  type SeedResult,
+  type TrainConfig,
+  type TrajectoryPoint,
+} from "./lib/pipeline/train.ts";
 export { faithfulness, type FaithfulnessOptions, type FaithfulnessRow } from "./lib/carrot/faithfulness.ts";
 export {
   type DetectionMetrics,
@@ -294,12 +337,14 @@ export {
   type SuspectRanking,
 } from "./lib/carrot/debug.ts";
 export {
+  type CarrotSeedDetails,
   type ExperimentData,
   type ExperimentMethod,
   experimentMethods,
   type ExperimentOptions,
   type ExperimentRow,
   experimentTable,
+  robustnessMethods,
   runExperiment,
 } from "./lib/carrot/experiment.ts";
 export { type PipelineFeatures, type SplitFeatures } from "./lib/pipeline/features_input.ts";

@@ -1,6 +1,7 @@
 /**
  * `deno task bench [suite…]`: CARROT's benchmarks. Suites: head, influence, agreement, backbone, experiment,
- * debugging, reweight (default: all). Each prints throughput and the
+ * debugging, reweight, robustness (default: all but robustness, which takes about an hour; `--only <cell>` and
+ * `--fresh` steer it). Each prints throughput and the
  * ratio to the reference figures in `../shared/REFERENCE.md`; rerun those baselines side by side when comparing,
  * since this machine type drifts 2–3× (REFERENCE.md).
  */
@@ -13,8 +14,16 @@ import { benchInfluence } from "../bench/influence.ts";
 import { benchAgreement } from "../bench/agreement.ts";
 import { benchDebugging, benchExperiment } from "../bench/experiment.ts";
 import { benchReweight } from "../bench/reweight.ts";
+import { benchRobustness } from "../bench/robustness.ts";
 
-const suites: Record<string, (options: { dump?: string }) => Promise<void>> = {
+interface SuiteOptions {
+  dump?: string;
+  only?: string;
+  fresh?: boolean;
+  shard?: string;
+}
+
+const suites: Record<string, (options: SuiteOptions) => Promise<void>> = {
   head: benchHead,
   influence: benchInfluence,
   agreement: benchAgreement,
@@ -22,20 +31,30 @@ const suites: Record<string, (options: { dump?: string }) => Promise<void>> = {
   experiment: benchExperiment,
   debugging: benchDebugging,
   reweight: benchReweight,
+  robustness: async (options) => {
+    await benchRobustness(options);
+  },
 };
+const slow = new Set(["robustness"]);
 
 const { values, positionals } = parseArgs({
   args: Deno.args,
   options: {
     backend: { type: "string", default: "auto" },
     dump: { type: "string" },
+    only: { type: "string" },
+    shard: { type: "string" },
+    threads: { type: "string" },
+    fresh: { type: "boolean", default: false },
     help: { type: "boolean", default: false },
   },
   allowPositionals: true,
 });
 if (values.help) {
   console.log(
-    `usage: deno task bench [--backend auto|wasm|webgpu|cpu] [${Object.keys(suites).join("|")} ...]`,
+    `usage: deno task bench [--backend auto|wasm|webgpu|cpu] [--threads N] [--only CELL] [--shard i/n] [--fresh] [${
+      Object.keys(suites).join("|")
+    } ...]`,
   );
   Deno.exit(0);
 }
@@ -44,11 +63,13 @@ if (unknown.length) {
   console.error(`bench: unknown suite ${unknown.join(", ")}; known: ${Object.keys(suites).join(", ")}`);
   Deno.exit(2);
 }
-await selectBackend(values.backend as BackendPreference);
+await selectBackend(values.backend as BackendPreference, {
+  threads: values.threads === undefined ? undefined : Number(values.threads),
+});
 try {
-  for (const name of positionals.length ? positionals : Object.keys(suites)) {
+  for (const name of positionals.length ? positionals : Object.keys(suites).filter((s) => !slow.has(s))) {
     log(`== ${name} ==`);
-    await suites[name]({ dump: values.dump });
+    await suites[name]({ dump: values.dump, only: values.only, fresh: values.fresh, shard: values.shard });
   }
 } finally {
   releaseBackend();

@@ -11,7 +11,9 @@ import { type BackendPreference, releaseBackend, selectBackend } from "../lib/ba
 import { DATASET_NAMES } from "../lib/data/dataset.ts";
 import { defaultLambdaGrid } from "../lib/carrot/lambda.ts";
 import { runTraining, type TrainConfig } from "../lib/pipeline/train.ts";
+import { NO_VALIDATION_DATA } from "../lib/pipeline/features_input.ts";
 import { log } from "../lib/progress.ts";
+import { runTask } from "./_cli.ts";
 
 const numberList = z.union([
   z.array(z.number().positive()),
@@ -33,21 +35,34 @@ const schema = z.object({
     ),
   backend: z.enum(["auto", "webgpu", "wasm", "cpu"]).default("auto").describe("tfjs backend"),
   seeds: z.coerce.number().int().min(1).default(3).describe("number of seeds (0..seeds-1)"),
-  valFraction: z.coerce.number().gt(0).lt(1).default(0.1).describe(
-    "validation share carved from train when the dataset has no val split",
+  valFraction: z.coerce.number().min(0).lt(1).default(0.1).describe(
+    "validation share carved from train when there is no validation split; not used when the dataset has a " +
+      "val split or --features names a val file; 0 without one is refused",
   ),
   lambdaGrid: numberList.default([...defaultLambdaGrid]).describe("λ grid for the ERM head (tuned on val)"),
+  method: z.enum(["carrot", "rro"]).default("carrot").describe(
+    "reweighting: carrot (cross-fitted influence descent, selection on val, fallback to ERM) or rro (the " +
+      "original bilevel descent on L_val; overfits small validation sets)",
+  ),
   estimator: z.enum(["influence", "representer", "tracin", "trak"]).default("influence").describe(
-    "RRO gradient estimator",
+    "RRO gradient estimator (--method rro)",
   ),
-  rho: z.coerce.number().min(0).max(1).default(0.5).describe("ESS floor ρ (0 disables)"),
-  gamma: z.coerce.number().min(0).default(0).describe(
-    "weight γ of the attribution-consistency regulariser (off: it lowered accuracy in bench experiment)",
+  rho: z.coerce.number().min(0).max(1).optional().describe(
+    "ESS floor ρ, 0 disables (default 0.3 carrot, 0.5 rro)",
   ),
-  stepSize: z.coerce.number().positive().default(1).describe(
-    "RRO step η (largest log-change of any α per step)",
+  gammas: numberList.default([0]).describe(
+    "consistency weights γ; carrot runs its paths per γ and its selection picks (e.g. 0,1); rro uses the first",
   ),
-  outerSteps: z.coerce.number().int().min(0).default(20).describe("RRO outer steps"),
+  stepSize: z.coerce.number().positive().optional().describe(
+    "step η, the largest log-change of any α per step (default 3 carrot, 1 rro)",
+  ),
+  outerSteps: z.coerce.number().int().min(0).optional().describe(
+    "outer steps (default 6 per path for carrot, 20 for rro)",
+  ),
+  folds: z.coerce.number().int().min(2).default(5).describe("folds of CARROT's cross-fitted objective"),
+  z: z.coerce.number().min(0).default(1).describe(
+    "standard errors CARROT's validation gain must exceed to replace ERM (else α = 1 is kept)",
+  ),
   topK: z.coerce.number().int().min(1).default(10).describe("supporters/opposers per test image"),
   influenceMethod: z.enum(["exact", "ekfac"]).default("ekfac").describe(
     "test influence: exact block CG or EK-FAC",
@@ -126,6 +141,12 @@ if (!parsed.success) {
   Deno.exit(2);
 }
 const options = parsed.data;
+// checked before anything is loaded or written; a dataset whose val split is only known once loaded is refused by
+// runTraining, also before the run folder exists
+if (options.valFraction === 0 && options.dataset === "features" && !options.features?.[1]) {
+  console.error(`train: ${NO_VALIDATION_DATA}`);
+  Deno.exit(2);
+}
 const config: TrainConfig = {
   ...options,
   dataset: options.dataset as TrainConfig["dataset"],
@@ -151,16 +172,18 @@ Deno.addSignalListener("SIGINT", () => {
   releaseBackend();
   Deno.exit(130);
 });
-try {
-  const result = await runTraining(config);
-  const s = result.summary;
-  log(
-    `done: test top-1 ERM ${(100 * s.erm.accuracy.mean).toFixed(1)} ± ${
-      (100 * s.erm.accuracy.std).toFixed(1)
-    }% → ` +
-      `CARROT ${(100 * s.carrot.accuracy.mean).toFixed(1)} ± ${(100 * s.carrot.accuracy.std).toFixed(1)}%; ` +
-      `report ${join(config.runDir, "report.html")}`,
-  );
-} finally {
-  releaseBackend();
-}
+// invalid input found during the run (a RangeError or TypeError naming the fix) prints one line and exits 1
+await runTask("train", async () => {
+  try {
+    const result = await runTraining(config);
+    const s = result.summary;
+    const pct = (m: { mean: number; std: number }) =>
+      `${(100 * m.mean).toFixed(1)} ± ${(100 * m.std).toFixed(1)}%`;
+    log(
+      `done: test top-1 ERM ${pct(s.erm.accuracy)} → CARROT ${pct(s.carrot.accuracy)}; ` +
+        `report ${join(config.runDir, "report.html")}`,
+    );
+  } finally {
+    releaseBackend();
+  }
+});

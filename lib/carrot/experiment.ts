@@ -4,24 +4,30 @@
  * For each seed the caller's `data(seed)` gives train / val / test splits. λ is tuned on val for the ERM head
  * (α = 1) and reused by every other method, so the methods differ only in α:
  *   erm                     α = 1;
- *   carrot                  RRO with the exact influence estimator, ESS floor ρ = 0.5 and the consistency term
- *                           γ = 10 (chosen by scale before any result was seen: at the ERM head of the default
- *                           synthetic problem γ‖∂R/∂α‖₂ ≈ 0.4‖g‖₂);
- *   carrot-no-ess           the same with ρ = 0;           carrot-no-consistency  the same with γ = 0;
- *   carrot-representer      the representer estimator;     carrot-tracin          the TracIn estimator;
- *   carrot-trak             the TRAK estimator;
+ *   carrot                  CARROT's default (`carrot.ts`): cross-fitted influence descent on the training set,
+ *                           honest selection on val with the fallback to α = 1;
+ *   rro                     the original RRO (`reweight.ts`): L_val itself as the outer objective, exact influence
+ *                           estimator, ESS floor ρ = 0.5, γ = 0 (what `deno task train` shipped before CARROT's
+ *                           default);
+ *   rro-consistency         the same with the consistency term γ = 10 (chosen by scale before any result was seen);
+ *   rro-no-ess              the same with ρ = 0;
+ *   rro-representer, rro-tracin, rro-trak   RRO with the other estimators of g;
  *   small-loss              drop the 20% highest-loss training points of each class under the ERM head, refit;
  *   l2rw                    one-step learning-to-reweight (Ren et al. 2018) on the head: at the ERM head, the
  *                           look-ahead W′ = W − η Σ ε_i ∇ℓ_i gives −∂L_val(W′)/∂ε_i ∝ ∇L_val·∇ℓ_i, so
  *                           α_i ∝ max(0, ∇L_val·∇ℓ_i), rescaled to each class's mass n_c (uniform for a class whose
  *                           weights are all 0), then one refit.
- * Each is evaluated on test: top-1, mean per-class accuracy, ECE (15 bins), NLL; rows report mean ± std over seeds.
+ * Each is evaluated on test: top-1, mean per-class accuracy, ECE (15 bins), NLL, and ECE and NLL again after
+ * temperature scaling fitted on val (every method gets its own T, so none can buy accuracy with confidence); rows
+ * report mean ± std over seeds, and `carrot`'s rows carry what its selection chose per seed.
  */
 import * as tf from "@tensorflow/tfjs";
 import type { LabeledFeatures } from "./labeled_features.ts";
 import { disposeHead, fitHead, type HeadFit, headProbabilities } from "./head.ts";
 import { meanLossGradient } from "./influence.ts";
 import { reweight, type ReweightOptions } from "./reweight.ts";
+import { type CarrotOptions, carrotReweight } from "./carrot.ts";
+import { evaluateHeadWithTemperature, fitTemperature } from "./temperature.ts";
 import { tuneLambda } from "./lambda.ts";
 import { evaluateHead, type Metrics } from "./metrics.ts";
 import { logits } from "./_objective.ts";
@@ -31,11 +37,12 @@ import { meanStd } from "../stats.ts";
 export type ExperimentMethod =
   | "erm"
   | "carrot"
-  | "carrot-no-ess"
-  | "carrot-no-consistency"
-  | "carrot-representer"
-  | "carrot-tracin"
-  | "carrot-trak"
+  | "rro"
+  | "rro-consistency"
+  | "rro-no-ess"
+  | "rro-representer"
+  | "rro-tracin"
+  | "rro-trak"
   | "small-loss"
   | "l2rw";
 
@@ -43,14 +50,18 @@ export type ExperimentMethod =
 export const experimentMethods: readonly ExperimentMethod[] = [
   "erm",
   "carrot",
-  "carrot-no-ess",
-  "carrot-no-consistency",
-  "carrot-representer",
-  "carrot-tracin",
-  "carrot-trak",
+  "rro",
+  "rro-consistency",
+  "rro-no-ess",
+  "rro-representer",
+  "rro-tracin",
+  "rro-trak",
   "small-loss",
   "l2rw",
 ];
+
+/** The rows of the robustness grid: ERM, CARROT's default, the original RRO and the two baselines. */
+export const robustnessMethods: readonly ExperimentMethod[] = ["erm", "carrot", "rro", "small-loss", "l2rw"];
 
 /** The splits of one seed; the runner disposes their features. */
 export interface ExperimentData {
@@ -70,12 +81,20 @@ export interface ExperimentOptions {
   methods?: readonly ExperimentMethod[];
   /** Seeds (default 0, 1, 2). */
   seeds?: readonly number[];
-  /** Overrides of the RRO options shared by the carrot rows (outer steps, step size, …). */
+  /** Overrides of the RRO options shared by the rro rows (outer steps, step size, …). */
   reweight?: ReweightOptions;
+  /** Overrides of CARROT's default options (the carrot row). */
+  carrot?: CarrotOptions;
   /** λ grid of the ERM tuning (default lambda.ts's). */
   lambdaGrid?: readonly number[];
-  /** Called after each (seed, method) run. */
-  onRun?: (seed: number, method: ExperimentMethod, metrics: Metrics, seconds: number) => void;
+  /** Called after each (seed, method) run; `details` holds the carrot row's selection. */
+  onRun?: (
+    seed: number,
+    method: ExperimentMethod,
+    metrics: Metrics,
+    seconds: number,
+    details?: CarrotSeedDetails,
+  ) => void;
 }
 
 /** One method's test metrics over seeds. */
@@ -84,6 +103,10 @@ export interface ExperimentRow {
   method: ExperimentMethod;
   /** Per-seed metrics, in seed order. */
   runs: Metrics[];
+  /** Per-seed metrics after temperature scaling fitted on val. */
+  calibratedRuns: Metrics[];
+  /** Per-seed selection of the carrot row (empty for the others). */
+  details: CarrotSeedDetails[];
   /** Top-1 accuracy, mean ± std over seeds. */
   accuracy: { mean: number; std: number };
   /** Mean per-class accuracy, mean ± std. */
@@ -92,17 +115,35 @@ export interface ExperimentRow {
   ece: { mean: number; std: number };
   /** NLL, mean ± std. */
   nll: { mean: number; std: number };
+  /** ECE after temperature scaling, mean ± std. */
+  eceCalibrated: { mean: number; std: number };
+  /** NLL after temperature scaling, mean ± std. */
+  nllCalibrated: { mean: number; std: number };
   /** Mean wall time per seed. */
   seconds: number;
 }
 
-const carrotOptions: Record<string, ReweightOptions> = {
-  "carrot": { estimator: "influence", rho: 0.5, gamma: 10 },
-  "carrot-no-ess": { estimator: "influence", rho: 0, gamma: 10 },
-  "carrot-no-consistency": { estimator: "influence", rho: 0.5, gamma: 0 },
-  "carrot-representer": { estimator: "representer", rho: 0.5, gamma: 10 },
-  "carrot-tracin": { estimator: "tracin", rho: 0.5, gamma: 10 },
-  "carrot-trak": { estimator: "trak", rho: 0.5, gamma: 10 },
+/** What CARROT's selection did on one seed. */
+export interface CarrotSeedDetails {
+  /** The chosen candidate's label ({ gamma, step }; step 0 = ERM). */
+  chosen: Record<string, number | string>;
+  /** Whether the fallback to α = 1 was taken. */
+  fallback: boolean;
+  /** Paired calibrated validation-loss gain of the best candidate and its standard error. */
+  gain: number;
+  /** s/√m of the gain. */
+  standardError: number;
+  /** The selection's sentence. */
+  reason: string;
+}
+
+const rroOptions: Record<string, ReweightOptions> = {
+  "rro": { estimator: "influence", rho: 0.5, gamma: 0 },
+  "rro-consistency": { estimator: "influence", rho: 0.5, gamma: 10 },
+  "rro-no-ess": { estimator: "influence", rho: 0, gamma: 0 },
+  "rro-representer": { estimator: "representer", rho: 0.5, gamma: 0 },
+  "rro-tracin": { estimator: "tracin", rho: 0.5, gamma: 0 },
+  "rro-trak": { estimator: "trak", rho: 0.5, gamma: 0 },
 };
 
 /** α for small-loss filtering: 0 for the 20% highest-loss points of each class under the ERM head. */
@@ -153,8 +194,13 @@ async function l2rwAlpha(erm: HeadFit, train: LabeledFeatures, val: LabeledFeatu
 export async function runExperiment(options: ExperimentOptions): Promise<ExperimentRow[]> {
   const methods = options.methods ?? experimentMethods;
   const seeds = options.seeds ?? [0, 1, 2];
-  const runs = new Map<ExperimentMethod, { metrics: Metrics[]; seconds: number }>(
-    methods.map((m) => [m, { metrics: [], seconds: 0 }]),
+  const runs = new Map(
+    methods.map((m) => [m, {
+      metrics: [] as Metrics[],
+      calibrated: [] as Metrics[],
+      details: [] as CarrotSeedDetails[],
+      seconds: 0,
+    }]),
   );
   for (const seed of seeds) {
     const data = await options.data(seed);
@@ -163,9 +209,25 @@ export async function runExperiment(options: ExperimentOptions): Promise<Experim
     try {
       for (const method of methods) {
         const start = performance.now();
-        let fit: HeadFit;
+        let fit: HeadFit, details: CarrotSeedDetails | undefined;
         if (method === "erm") fit = erm;
-        else if (method === "small-loss" || method === "l2rw") {
+        else if (method === "carrot") {
+          const result = await carrotReweight(data.train, data.val, {
+            ...options.carrot,
+            lambda: tuned.lambda,
+            numClasses: erm.numClasses,
+            seed,
+          });
+          fit = result.fit;
+          const { selection } = result;
+          details = {
+            chosen: selection.rows[selection.chosen].label,
+            fallback: selection.fallback,
+            gain: selection.gain,
+            standardError: selection.standardError,
+            reason: selection.reason,
+          };
+        } else if (method === "small-loss" || method === "l2rw") {
           const alpha = method === "small-loss"
             ? await smallLossAlpha(erm, data.train)
             : await l2rwAlpha(erm, data.train, data.val);
@@ -177,7 +239,7 @@ export async function runExperiment(options: ExperimentOptions): Promise<Experim
           });
         } else {
           fit = (await reweight(data.train, data.val, {
-            ...carrotOptions[method],
+            ...rroOptions[method],
             ...options.reweight,
             lambda: tuned.lambda,
             numClasses: erm.numClasses,
@@ -185,12 +247,16 @@ export async function runExperiment(options: ExperimentOptions): Promise<Experim
           })).fit;
         }
         const metrics = await evaluateHead(fit, data.test);
+        const { temperature } = await fitTemperature(fit, data.val);
+        const calibrated = await evaluateHeadWithTemperature(fit, data.test, temperature);
         const seconds = (performance.now() - start) / 1000;
         if (fit !== erm) disposeHead(fit);
         const entry = runs.get(method)!;
         entry.metrics.push(metrics);
+        entry.calibrated.push(calibrated);
+        if (details) entry.details.push(details);
         entry.seconds += seconds;
-        options.onRun?.(seed, method, metrics, seconds);
+        options.onRun?.(seed, method, metrics, seconds, details);
       }
     } finally {
       disposeHead(erm);
@@ -198,35 +264,46 @@ export async function runExperiment(options: ExperimentOptions): Promise<Experim
     }
   }
   return methods.map((method) => {
-    const { metrics, seconds } = runs.get(method)!;
-    const summary = (key: keyof Metrics) => {
-      const { mean, std } = metrics.length > 1
-        ? meanStd(metrics.map((m) => m[key]))
-        : { mean: metrics[0][key], std: 0 };
+    const { metrics, calibrated, details, seconds } = runs.get(method)!;
+    const summary = (list: Metrics[], key: keyof Metrics) => {
+      const { mean, std } = list.length > 1
+        ? meanStd(list.map((m) => m[key]))
+        : { mean: list[0][key], std: 0 };
       return { mean, std };
     };
     return {
       method,
       runs: metrics,
-      accuracy: summary("accuracy"),
-      perClassAccuracy: summary("perClassAccuracy"),
-      ece: summary("ece"),
-      nll: summary("nll"),
+      calibratedRuns: calibrated,
+      details,
+      accuracy: summary(metrics, "accuracy"),
+      perClassAccuracy: summary(metrics, "perClassAccuracy"),
+      ece: summary(metrics, "ece"),
+      nll: summary(metrics, "nll"),
+      eceCalibrated: summary(calibrated, "ece"),
+      nllCalibrated: summary(calibrated, "nll"),
       seconds: seconds / seeds.length,
     };
   });
 }
 
-/** The rows as a markdown table: accuracy and per-class accuracy in %, ECE in %, NLL; mean ± std over seeds. */
+/**
+ * The rows as a markdown table: top-1 and per-class accuracy in %, ECE in % and NLL before → after temperature
+ * scaling; mean ± std over seeds.
+ */
 export function experimentTable(rows: readonly ExperimentRow[]): string {
   const pct = (s: { mean: number; std: number }) =>
     `${(100 * s.mean).toFixed(1)} ± ${(100 * s.std).toFixed(1)}`;
   const lines = [
-    "| method | top-1 (%) | per-class acc. (%) | ECE (%) | NLL | s / seed |",
-    "|---|---|---|---|---|---|",
+    "| method | top-1 (%) | per-class acc. (%) | ECE (%) | ECE after T (%) | NLL | NLL after T | s / seed |",
+    "|---|---|---|---|---|---|---|---|",
     ...rows.map((r) =>
-      `| ${r.method} | ${pct(r.accuracy)} | ${pct(r.perClassAccuracy)} | ${pct(r.ece)} | ` +
-      `${r.nll.mean.toFixed(3)} ± ${r.nll.std.toFixed(3)} | ${r.seconds.toFixed(1)} |`
+      `| ${r.method} | ${pct(r.accuracy)} | ${pct(r.perClassAccuracy)} | ${pct(r.ece)} | ${
+        pct(r.eceCalibrated)
+      } | ` +
+      `${r.nll.mean.toFixed(3)} ± ${r.nll.std.toFixed(3)} | ${r.nllCalibrated.mean.toFixed(3)} ± ${
+        r.nllCalibrated.std.toFixed(3)
+      } | ${r.seconds.toFixed(1)} |`
     ),
   ];
   return lines.join("\n");

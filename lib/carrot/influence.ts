@@ -136,6 +136,8 @@ export interface AlphaGradientOptions {
    * the representer approximation, g_i ≈ −(1/λ)(p_i − e_{y_i})ᵀ ∇_W L_val h_i).
    */
   solver?: "cg" | "exact" | "ekfac" | "identity";
+  /** Weights w `[m]` of the validation points: L_val = Σ_j w_j ℓ_j / Σ_j w_j (default the plain mean). */
+  valWeights?: Float32Array;
 }
 
 /** g = ∂L_val/∂α with the solver's diagnostics. */
@@ -158,18 +160,28 @@ export interface AlphaGradientResult {
   predictedLooChange(i: number): number;
 }
 
-/** ∇_W of the mean cross-entropy over `data` `[K, d+1]` and the mean loss itself. */
+/**
+ * ∇_W of the mean cross-entropy over `data` `[K, d+1]` and the mean loss itself. With `weights` w `[m]` the mean
+ * is weighted, L = Σ_j w_j ℓ_j / Σ_j w_j (the weights are constants: no gradient flows into them).
+ */
 export function meanLossGradient(
   fit: HeadFit,
   data: LabeledFeatures,
+  weights?: Float32Array,
 ): { gradient: tf.Tensor2D; loss: tf.Scalar } {
+  const m = data.features.shape[0];
+  if (weights && weights.length !== m) {
+    throw new RangeError(`meanLossGradient: ${weights.length} weights for ${m} rows; they must match`);
+  }
+  const total = weights ? weights.reduce((s, v) => s + v, 0) : m;
+  if (!(total > 0)) throw new RangeError("meanLossGradient: the weights must have a positive sum");
   return tf.tidy(() => {
-    const m = data.features.shape[0];
     const z = logits(fit.weights, data.features);
     const y = tf.oneHot(tf.tensor1d(data.labels, "int32"), fit.numClasses).toFloat();
+    const w = weights ? tf.tensor2d(weights, [m, 1]) : tf.ones([m, 1]);
     const logP = tf.logSoftmax(z);
-    const loss = tf.div(tf.neg(tf.sum(tf.mul(y, logP))), m) as tf.Scalar;
-    const residual = tf.div(tf.sub(tf.exp(logP), y), m) as tf.Tensor2D;
+    const loss = tf.div(tf.neg(tf.sum(tf.mul(tf.mul(y, logP), w))), total) as tf.Scalar;
+    const residual = tf.div(tf.mul(tf.sub(tf.exp(logP), y), w), total) as tf.Tensor2D;
     return { gradient: residualOuter(residual, data.features), loss };
   });
 }
@@ -234,7 +246,7 @@ export async function validationAlphaGradient(
   const damping = options.damping ?? 0;
   if (!(damping >= 0)) throw new RangeError(`validationAlphaGradient: damping must be ≥ 0, got ${damping}`);
   const operator = hessianOperator(fit, train, options.solver === "exact" ? 0 : damping);
-  const { gradient: valGradient, loss } = meanLossGradient(fit, val);
+  const { gradient: valGradient, loss } = meanLossGradient(fit, val, options.valWeights);
   try {
     const rhs = valGradient.expandDims(0) as tf.Tensor3D;
     const solved = await solveHessian(operator, fit, train, rhs, { ...options, damping });

@@ -20,6 +20,14 @@ import { readSafetensors } from "../models/safetensors.ts";
 import { datasetSource, dropRows } from "./image_source.ts";
 import { log } from "../progress.ts";
 
+/**
+ * Why a run without a validation split and with `valFraction` 0 is refused (by `deno task train` before the run,
+ * by `loadImageFeatures` before feature extraction, and by `runTraining`).
+ */
+export const NO_VALIDATION_DATA =
+  "--val-fraction 0 leaves no validation data: λ tuning, CARROT's selection and its fallback need a " +
+  "validation split; use --val-fraction > 0 (e.g. 0.1) or a dataset/feature set with a validation split";
+
 /** One split's features with what identifies each row. */
 export interface SplitFeatures extends LabeledFeatures {
   /** Row ids (image ids, or "row-<i>" for precomputed features without ids). */
@@ -53,12 +61,20 @@ export interface ImageFeaturesOptions {
   skipBadImages: boolean;
   /** SynthBirds generator settings (used when the root must be materialised; checked against an existing one). */
   synthBirds?: Omit<SynthBirdsOptions, "root">;
+  /**
+   * The run's validation share carved from train: 0 on a dataset without a validation split throws
+   * `NO_VALIDATION_DATA` before any feature is extracted (default: not checked).
+   */
+  valFraction?: number;
 }
 
 /** Loads the dataset, runs (or reads from the cache) the backbone on each split, and returns the features. */
 export async function loadImageFeatures(options: ImageFeaturesOptions): Promise<PipelineFeatures> {
   const dataset: Dataset = loadDataset(options.dataset, options.dataRoot, { synthBirds: options.synthBirds });
   for (const warning of dataset.warnings) log(`  warning: ${warning}`);
+  if (options.valFraction === 0 && !dataset.items.some((item) => item.split === "val")) {
+    throw new RangeError(`${dataset.root}: ${NO_VALIDATION_DATA}`);
+  }
   // a registered timm name, or a JSON file with a config object (timm constructor arguments + "architecture")
   const model = await loadTimmModel(
     options.model.endsWith(".json") ? JSON.parse(await Deno.readTextFile(options.model)) : options.model,

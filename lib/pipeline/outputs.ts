@@ -13,9 +13,13 @@ import { renderReport } from "../report/report.ts";
 const textFile = (path: string, text: string) =>
   writeAtomic(path, (file) => writeAll(file, new TextEncoder().encode(text)));
 
-/** Writes every artifact of a run into `result.config.runDir`. */
+/**
+ * Writes every artifact of a run into `result.config.runDir`, creating it: a run that fails earlier leaves no
+ * folder behind.
+ */
 export async function writeRunOutputs(result: RunResult, artifacts: RunArtifacts): Promise<void> {
   const dir = result.config.runDir;
+  await Deno.mkdir(dir, { recursive: true });
   const { features } = artifacts;
   const train = features.train;
   const describe = (index: number) => ({

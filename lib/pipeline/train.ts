@@ -8,14 +8,30 @@
  * Seeds. A dataset without an official validation split (CUB, …) gets a stratified validation split carved from
  * train per seed (`valFraction`); one with an official split (SynthBirds, FGVC-Aircraft) uses a stratified 80%
  * subsample of it per seed. α lives on the training part only. The stochastic estimators also take the seed.
+ *
+ * Validation edge cases. Without validation data nothing can be tuned or selected, so the run refuses to start
+ * (`RangeError`, before the run directory exists): `valFraction` 0 on a dataset without a validation split, an empty
+ * validation file (`--dataset features`), or a training set whose classes all have a single image (each keeps it
+ * for training). Otherwise each seed's split goes through `validationCoverage` (lib/split.ts): classes with 0 or 1
+ * validation images, a validation set smaller than K and classes without training images are logged once as
+ * `warning:` lines and recorded in `RunResult.validationWarnings` (metrics.json). A class with no validation image
+ * is absent from L_val, the λ tuning, CARROT's selection and the validation metrics; its test accuracy is still
+ * reported.
+ *
+ * A class whose training labels are all wrong (every training image labelled c truly belongs to other classes) is
+ * a property of the data that the pipeline cannot see without ground truth. Reweighting keeps the class masses,
+ * Σ_{i∈c} α_i = n_c, so CARROT cannot remove such a class; it can only move weight among its members. The head
+ * learns "class c" from those images, and the failure shows in the per-class accuracy of class c on correctly
+ * labelled validation and test images. Every number stays finite (tests/split_test.ts).
  */
 import * as tf from "@tensorflow/tfjs";
 import { join } from "node:path";
-import { mkdirSync } from "node:fs";
 import type { LabeledFeatures } from "../carrot/labeled_features.ts";
 import { disposeHead, type HeadFit } from "../carrot/head.ts";
 import { tuneLambda } from "../carrot/lambda.ts";
-import { reweight, type ReweightEstimator, type TrajectoryEntry } from "../carrot/reweight.ts";
+import { effectiveSampleSizes, reweight, type ReweightEstimator } from "../carrot/reweight.ts";
+import { carrotReweight, defaultCarrotPaths } from "../carrot/carrot.ts";
+import { evaluateHeadWithTemperature, fitTemperature } from "../carrot/temperature.ts";
 import { evaluateHead, type Metrics } from "../carrot/metrics.ts";
 import { explain } from "../carrot/representer.ts";
 import { testInfluence } from "../carrot/influence.ts";
@@ -23,11 +39,16 @@ import { faithfulness, type FaithfulnessRow } from "../carrot/faithfulness.ts";
 import { type DetectionMetrics, detectionMetrics, rankSuspects } from "../carrot/debug.ts";
 import type { AttributionMethod } from "../carrot/attribution.ts";
 import { meanStd } from "../stats.ts";
-import { selectRows, stratifiedSplitIndices } from "../split.ts";
+import { selectRows, stratifiedSplitIndices, validationCoverage } from "../split.ts";
 import type { DatasetName } from "../data/dataset.ts";
 import type { SynthBirdsOptions } from "../data/synthbirds.ts";
 import { log, withProgress } from "../progress.ts";
-import { loadImageFeatures, loadPrecomputedFeatures, type PipelineFeatures } from "./features_input.ts";
+import {
+  loadImageFeatures,
+  loadPrecomputedFeatures,
+  NO_VALIDATION_DATA,
+  type PipelineFeatures,
+} from "./features_input.ts";
 import { writeRunOutputs } from "./outputs.ts";
 
 /** The resolved configuration of a run (tasks/train.ts validates it). */
@@ -56,20 +77,29 @@ export interface TrainConfig {
   synthBirds?: Omit<SynthBirdsOptions, "root">;
   /** Seeds 0..seeds−1. */
   seeds: number;
-  /** Validation fraction carved from train when the dataset has no validation split. */
+  /**
+   * Validation fraction carved from train when the dataset has no validation split (unused when it has one); 0
+   * there is refused with `NO_VALIDATION_DATA`.
+   */
   valFraction: number;
   /** λ grid for the ERM tuning. */
   lambdaGrid: number[];
-  /** RRO gradient estimator. */
+  /** Reweighting: CARROT's default (`carrot.ts`) or the original RRO on L_val (`reweight.ts`). */
+  method: "carrot" | "rro";
+  /** RRO gradient estimator (method rro). */
   estimator: ReweightEstimator;
-  /** ESS floor ρ. */
-  rho: number;
-  /** Consistency weight γ. */
-  gamma: number;
-  /** RRO step η. */
-  stepSize: number;
-  /** RRO outer steps. */
-  outerSteps: number;
+  /** ESS floor ρ (default: the method's, 0.3 for carrot, 0.5 for rro). */
+  rho?: number;
+  /** Consistency weights γ: carrot runs one pair of paths per γ and selects; rro uses the first (default [0]). */
+  gammas: number[];
+  /** Step η (default: the method's, 3 for carrot, 1 for rro). */
+  stepSize?: number;
+  /** Outer steps (default: the method's, 6 per path for carrot, 20 for rro). */
+  outerSteps?: number;
+  /** Folds of CARROT's cross-fitted objective. */
+  folds: number;
+  /** Standard errors CARROT's selected gain must exceed on val to replace ERM. */
+  z: number;
   /** Supporters/opposers per test image in explanations.jsonl. */
   topK: number;
   /** Influence scores of explanations and faithfulness: exact block CG, or EK-FAC (cheaper on large problems). */
@@ -94,18 +124,74 @@ export interface RunResult {
   classNames: string[];
   /** The tuned λ per seed. */
   lambdas: number[];
-  /** Test metrics per seed, ERM and CARROT. */
-  perSeed: { seed: number; erm: Metrics; carrot: Metrics; stopReason: string; outerSteps: number }[];
-  /** Mean ± std over seeds of every test metric. */
-  summary: Record<"erm" | "carrot", Record<keyof Metrics, { mean: number; std: number }>>;
-  /** The RRO trajectory of seed 0. */
-  trajectory: Omit<TrajectoryEntry, "essPerClass">[];
+  /** Test metrics per seed, ERM and CARROT, raw and after temperature scaling (T fitted on val). */
+  perSeed: SeedResult[];
+  /** Mean ± std over seeds of every test metric, raw and after temperature scaling. */
+  summary: Record<
+    "erm" | "carrot" | "ermCalibrated" | "carrotCalibrated",
+    Record<keyof Metrics, { mean: number; std: number }>
+  >;
+  /** The outer-loop trajectories of seed 0, one point per step and path. */
+  trajectory: TrajectoryPoint[];
   /** ESS_c / n_c per class at the end of seed 0. */
   essPerClass: number[];
   /** Remove/keep top-K rows (CARROT head, seed 0). */
   faithfulness: FaithfulnessRow[];
+  /** `validationCoverage` warnings of every seed's split, each once (classes with 0 or 1 validation images, …). */
+  validationWarnings: string[];
   /** Detection metrics per suspect ranking, where ground truth exists. */
   detection?: Record<string, { mislabeled?: DetectionMetrics; shortcut?: DetectionMetrics }>;
+}
+
+/** One seed's outcome. */
+export interface SeedResult {
+  /** The seed. */
+  seed: number;
+  /** ERM's test metrics. */
+  erm: Metrics;
+  /** CARROT's test metrics. */
+  carrot: Metrics;
+  /** ERM's test metrics after temperature scaling (T fitted on val). */
+  ermCalibrated: Metrics;
+  /** CARROT's test metrics after temperature scaling. */
+  carrotCalibrated: Metrics;
+  /** T of ERM and of CARROT, fitted on val. */
+  temperature: { erm: number; carrot: number };
+  /** Why the (chosen) outer loop stopped. */
+  stopReason: string;
+  /** Outer steps taken by the chosen path (the selected step for carrot). */
+  outerSteps: number;
+  /** What CARROT's selection chose and why (method carrot). */
+  selection?: {
+    chosen: Record<string, number | string>;
+    best: Record<string, number | string>;
+    fallback: boolean;
+    gain: number;
+    standardError: number;
+    reason: string;
+    rho: number;
+    stepSize: number;
+    folds: number;
+    z: number;
+  };
+}
+
+/** One outer step of one path, as the report draws it. */
+export interface TrajectoryPoint {
+  /** "rro", or the carrot path ("uniform, γ 0", …). */
+  path: string;
+  /** Outer step (0 = ERM). */
+  step: number;
+  /** The objective the path descends (L_val + γR for rro, L_cf for carrot). */
+  objective: number;
+  /** Validation loss at the step's head (after temperature scaling for carrot). */
+  valLoss: number;
+  /** Validation top-1 at the step's head. */
+  valAccuracy: number;
+  /** min_c ESS_c(α)/n_c. */
+  essMin: number;
+  /** Whether the step changed α. */
+  accepted: boolean;
 }
 
 /** What the output writers need besides the result. */
@@ -137,23 +223,50 @@ async function stage<T>(name: string, timings: Record<string, number>, work: () 
   return value;
 }
 
-/** The training and validation parts of one seed (see the module JSDoc). */
-function seedSplit(features: PipelineFeatures, seed: number, valFraction: number) {
+/**
+ * The training and validation parts of one seed and their `validationCoverage` (see the module JSDoc). Throws a
+ * `RangeError` naming the cause and the fix when the validation part would be empty.
+ */
+function seedSplit(features: PipelineFeatures, seed: number, config: TrainConfig) {
+  const numClasses = features.classNames.length;
   if (features.val) {
+    if (features.val.labels.length === 0) {
+      const file = config.features?.[1];
+      throw new RangeError(
+        config.dataset === "features"
+          ? `${file}: the validation file has no rows; pass a non-empty validation file, or leave the val ` +
+            "entry of --features empty to carve --val-fraction from train"
+          : `${config.dataRoot}: the validation split has no usable images; fix or remove its images so that ` +
+            "the split is either non-empty or absent (then --val-fraction carves one from train)",
+      );
+    }
     const { train: keep } = stratifiedSplitIndices(features.val.labels, { fraction: 0.2 }, seed);
+    const val = selectRows(features.val, keep);
     return {
       trainIndices: Int32Array.from(features.train.labels.keys()),
       train: { features: features.train.features, labels: features.train.labels },
-      val: selectRows(features.val, keep),
+      val,
       owned: ["val"],
+      coverage: validationCoverage(features.train.labels, val.labels, numClasses),
     };
   }
-  const { train, val } = stratifiedSplitIndices(features.train.labels, { fraction: valFraction }, seed);
+  if (config.valFraction === 0) throw new RangeError(NO_VALIDATION_DATA);
+  const fraction = config.valFraction;
+  const { train, val } = stratifiedSplitIndices(features.train.labels, { fraction }, seed);
+  if (val.length === 0) {
+    throw new RangeError(
+      `--val-fraction ${fraction} carves no validation images: every class has a single training ` +
+        "image, which it keeps for training; use a dataset/feature set with a validation split or more " +
+        "training images per class",
+    );
+  }
+  const trainPart = selectRows(features.train, train), valPart = selectRows(features.train, val);
   return {
     trainIndices: train,
-    train: selectRows(features.train, train),
-    val: selectRows(features.train, val),
+    train: trainPart,
+    val: valPart,
     owned: ["train", "val"],
+    coverage: validationCoverage(trainPart.labels, valPart.labels, numClasses),
   };
 }
 
@@ -163,10 +276,122 @@ const summarize = (runs: Metrics[]) =>
     return [key, values.length > 1 ? meanStd(values) : { mean: values[0], std: 0 }];
   })) as Record<keyof Metrics, { mean: number; std: number }>;
 
+/** One seed's reweighting by the configured method, in one shape for the rest of the pipeline. */
+async function reweightSeed(
+  train: LabeledFeatures,
+  val: LabeledFeatures,
+  lambda: number,
+  numClasses: number,
+  seed: number,
+  config: TrainConfig,
+): Promise<{
+  fit: HeadFit;
+  alpha: Float32Array;
+  temperature: number;
+  trajectory: TrajectoryPoint[];
+  stopReason: string;
+  outerSteps: number;
+  summary: string;
+  selection?: SeedResult["selection"];
+}> {
+  if (config.method === "rro") {
+    const outerSteps = config.outerSteps ?? 20;
+    const run = await withProgress("  RRO", "step", (onProgress) =>
+      reweight(train, val, {
+        lambda,
+        numClasses,
+        estimator: config.estimator,
+        rho: config.rho ?? 0.5,
+        gamma: config.gammas[0] ?? 0,
+        stepSize: config.stepSize ?? 1,
+        outerSteps,
+        seed,
+        onStep: (entry) => onProgress(entry.step, outerSteps),
+      }));
+    return {
+      fit: run.fit,
+      alpha: run.alpha,
+      temperature: (await fitTemperature(run.fit, val)).temperature,
+      trajectory: run.trajectory.map((e) => ({
+        path: "rro",
+        step: e.step,
+        objective: e.objective,
+        valLoss: e.valLoss,
+        valAccuracy: e.valAccuracy,
+        essMin: e.essMin,
+        accepted: e.accepted,
+      })),
+      stopReason: run.stopReason,
+      outerSteps: run.trajectory.length - 1,
+      summary: `${run.trajectory.length - 1} outer steps, ${run.stopReason}`,
+    };
+  }
+  const paths = config.gammas.flatMap((gamma) =>
+    defaultCarrotPaths.map((p) => ({ heldOutWeighting: p.heldOutWeighting, gamma }))
+  );
+  const outerSteps = config.outerSteps ?? 6, rho = config.rho ?? 0.3, stepSize = config.stepSize ?? 3;
+  const run = await withProgress("  CARROT", "step", (onProgress) => {
+    let done = 0;
+    return carrotReweight(train, val, {
+      lambda,
+      numClasses,
+      paths,
+      rho,
+      stepSize,
+      outerSteps,
+      folds: config.folds,
+      z: config.z,
+      seed,
+      onStep: (_, entry) => entry.step > 0 && onProgress(++done, paths.length * outerSteps),
+    });
+  });
+  const { selection } = run;
+  const label = (l: Record<string, number | string>) => `${l.weighting}, γ ${l.gamma}`;
+  const row = (path: string, step: number) =>
+    step === 0
+      ? selection.rows[0]
+      : selection.rows.find((r) => label(r.label) === path && r.label.step === step);
+  const trajectory = run.trajectories.flatMap((t) =>
+    t.steps.map((e) => {
+      const path = `${t.heldOutWeighting}, γ ${t.gamma}`, scored = row(path, e.step);
+      return {
+        path,
+        step: e.step,
+        objective: e.objective,
+        valLoss: scored?.valLoss ?? NaN,
+        valAccuracy: scored?.valAccuracy ?? NaN,
+        essMin: e.essMin,
+        accepted: e.accepted,
+      };
+    })
+  );
+  const chosen = selection.rows[selection.chosen].label, best = selection.rows[selection.best].label;
+  return {
+    fit: run.fit,
+    alpha: run.alpha,
+    temperature: run.temperature,
+    trajectory,
+    stopReason: selection.fallback ? "fallback to α = 1" : `selected ${label(chosen)}, step ${chosen.step}`,
+    outerSteps: Number(chosen.step),
+    summary: selection.reason,
+    selection: {
+      chosen,
+      best,
+      fallback: selection.fallback,
+      gain: selection.gain,
+      standardError: selection.standardError,
+      reason: selection.reason,
+      rho,
+      stepSize,
+      folds: config.folds,
+      z: config.z,
+    },
+  };
+}
+
 /** Runs the pipeline and writes the run directory; returns the result (also in metrics.json). */
 export async function runTraining(config: TrainConfig): Promise<RunResult> {
   const timings: Record<string, number> = {};
-  mkdirSync(config.runDir, { recursive: true });
   const features = await stage(
     "features",
     timings,
@@ -179,14 +404,31 @@ export async function runTraining(config: TrainConfig): Promise<RunResult> {
   const test: LabeledFeatures = features.test;
   const perSeed: RunResult["perSeed"] = [], lambdas: number[] = [];
   const alphaPerSeed: Float32Array[] = [], trainIndicesPerSeed: Int32Array[] = [];
+  const validationWarnings: string[] = [];
   let kept: {
     erm: HeadFit;
     carrot: HeadFit;
-    trajectory: TrajectoryEntry[];
+    trajectory: TrajectoryPoint[];
     split: ReturnType<typeof seedSplit>;
   } | undefined;
   for (let seed = 0; seed < config.seeds; seed++) {
-    const split = seedSplit(features, seed, config.valFraction);
+    let split: ReturnType<typeof seedSplit>;
+    try {
+      split = seedSplit(features, seed, config);
+    } catch (e) {
+      // a refused split (no validation data) frees what the features stage loaded
+      tf.dispose([
+        features.train.features,
+        features.test.features,
+        ...(features.val ? [features.val.features] : []),
+      ]);
+      throw e;
+    }
+    for (const warning of split.coverage.warnings) {
+      if (validationWarnings.includes(warning)) continue; // per-class split sizes do not depend on the seed: log once
+      validationWarnings.push(warning);
+      log(`  warning: ${warning}`);
+    }
     const tuned = await stage(
       `seed ${seed}: ERM head, λ tuned on val`,
       timings,
@@ -199,38 +441,28 @@ export async function runTraining(config: TrainConfig): Promise<RunResult> {
         ),
     );
     const carrot = await stage(
-      `seed ${seed}: CARROT reweighting`,
+      `seed ${seed}: ${config.method === "carrot" ? "CARROT reweighting" : "RRO reweighting"}`,
       timings,
-      () =>
-        withProgress("  RRO", "step", (onProgress) =>
-          reweight(split.train, split.val, {
-            lambda: tuned.lambda,
-            numClasses,
-            estimator: config.estimator,
-            rho: config.rho,
-            gamma: config.gamma,
-            stepSize: config.stepSize,
-            outerSteps: config.outerSteps,
-            seed,
-            onStep: (entry) => onProgress(entry.step, config.outerSteps),
-          })),
+      () => reweightSeed(split.train, split.val, tuned.lambda, numClasses, seed, config),
     );
-    const erm = await evaluateHead(tuned.fit, test), reweighted = await evaluateHead(carrot.fit, test);
+    const ermTemperature = (await fitTemperature(tuned.fit, split.val)).temperature;
+    const seedResult: SeedResult = {
+      seed,
+      erm: await evaluateHead(tuned.fit, test),
+      carrot: await evaluateHead(carrot.fit, test),
+      ermCalibrated: await evaluateHeadWithTemperature(tuned.fit, test, ermTemperature),
+      carrotCalibrated: await evaluateHeadWithTemperature(carrot.fit, test, carrot.temperature),
+      temperature: { erm: ermTemperature, carrot: carrot.temperature },
+      stopReason: carrot.stopReason,
+      outerSteps: carrot.outerSteps,
+      selection: carrot.selection,
+    };
     log(
       `  seed ${seed}: λ = ${tuned.lambda.toPrecision(3)}; test top-1 ERM ${
-        (100 * erm.accuracy).toFixed(1)
-      }% → ` +
-        `CARROT ${(100 * reweighted.accuracy).toFixed(1)}% (${
-          carrot.trajectory.length - 1
-        } outer steps, ${carrot.stopReason})`,
+        (100 * seedResult.erm.accuracy).toFixed(1)
+      }% → CARROT ${(100 * seedResult.carrot.accuracy).toFixed(1)}% (${carrot.summary})`,
     );
-    perSeed.push({
-      seed,
-      erm,
-      carrot: reweighted,
-      stopReason: carrot.stopReason,
-      outerSteps: carrot.trajectory.length - 1,
-    });
+    perSeed.push(seedResult);
     lambdas.push(tuned.lambda);
     alphaPerSeed.push(carrot.alpha);
     trainIndicesPerSeed.push(split.trainIndices);
@@ -280,10 +512,16 @@ export async function runTraining(config: TrainConfig): Promise<RunResult> {
     classNames: features.classNames,
     lambdas,
     perSeed,
-    summary: { erm: summarize(perSeed.map((s) => s.erm)), carrot: summarize(perSeed.map((s) => s.carrot)) },
-    trajectory: trajectory.map(({ essPerClass: _drop, ...entry }) => entry),
-    essPerClass: Array.from(trajectory.at(-1)!.essPerClass),
+    summary: {
+      erm: summarize(perSeed.map((s) => s.erm)),
+      carrot: summarize(perSeed.map((s) => s.carrot)),
+      ermCalibrated: summarize(perSeed.map((s) => s.ermCalibrated)),
+      carrotCalibrated: summarize(perSeed.map((s) => s.carrotCalibrated)),
+    },
+    trajectory,
+    essPerClass: Array.from(effectiveSampleSizes(alphaPerSeed[0], train.labels, numClasses)),
     faithfulness: faith,
+    validationWarnings,
     detection,
   };
   await stage("outputs and report", timings, () =>

@@ -79,14 +79,26 @@ export async function renderReport(result: RunResult, artifacts: RunArtifacts): 
       },
     ], { yTitle: "%" }),
   ]);
-  const steps = result.trajectory.map((e) => e.step);
+  const paths = [...new Set(result.trajectory.map((e) => e.path))];
+  const isCarrot = result.config.method === "carrot";
   figures.push([
-    "Validation loss over RRO outer steps (seed 0; step 0 = ERM)",
-    lineFigure([
-      { name: "L_val", x: steps, y: result.trajectory.map((e) => e.valLoss) },
-      { name: "val top-1", x: steps, y: result.trajectory.map((e) => e.valAccuracy) },
-      { name: "min ESS_c / n_c", x: steps, y: result.trajectory.map((e) => e.essMin) },
-    ], { xTitle: "outer step" }),
+    isCarrot
+      ? "CARROT's paths (seed 0): the cross-fitted objective L_cf each path descends, and the calibrated validation " +
+        "loss the selection compares (step 0 = ERM)"
+      : "Validation loss over RRO outer steps (seed 0; step 0 = ERM)",
+    lineFigure(
+      paths.flatMap((path) => {
+        const points = result.trajectory.filter((e) => e.path === path && e.accepted);
+        const x = points.map((e) => e.step);
+        return [
+          { name: `${isCarrot ? "L_cf" : "objective"} (${path})`, x, y: points.map((e) => e.objective) },
+          { name: `val loss${isCarrot ? " after T" : ""} (${path})`, x, y: points.map((e) => e.valLoss) },
+          { name: `val top-1 (${path})`, x, y: points.map((e) => e.valAccuracy) },
+          { name: `min ESS_c / n_c (${path})`, x, y: points.map((e) => e.essMin) },
+        ];
+      }),
+      { xTitle: "outer step" },
+    ),
   ]);
   const alpha = artifacts.alphaPerSeed[0];
   const labels = Array.from(artifacts.trainIndices, (i) => artifacts.features.train.labels[i]);
@@ -159,27 +171,66 @@ font-size:11px;width:76px;vertical-align:top}figure img{width:64px;height:64px;o
 </head><body><h1>CARROT run report</h1>
 <p>${escape(result.config.dataset)} · ${escape(result.config.model)} · ${result.perSeed.length} seeds · λ ${
     result.lambdas.map((l) => l.toPrecision(3)).join(", ")
-  } · estimator ${escape(result.config.estimator)}, ρ ${result.config.rho}, γ ${result.config.gamma}</p>
+  } · ${methodLine(result)}</p>
 ${summaryTable(result)}
+${selectionTable(result)}
 ${sections.join("\n")}
 </body></html>
 `;
+}
+
+function methodLine(result: RunResult): string {
+  const c = result.config;
+  return c.method === "carrot"
+    ? `CARROT default: cross-fitted influence descent (${c.folds} folds, γ ∈ {${c.gammas.join(", ")}}), ` +
+      `selection on val with fallback at ${c.z} s.e.`
+    : `RRO on L_val: estimator ${escape(c.estimator)}, ρ ${c.rho ?? 0.5}, γ ${c.gammas[0] ?? 0}`;
 }
 
 function summaryTable(result: RunResult): string {
   const pct = (s: { mean: number; std: number }) =>
     `${(100 * s.mean).toFixed(1)} ± ${(100 * s.std).toFixed(1)}`;
   const rows = (["erm", "carrot"] as const).map((k) => {
-    const s = result.summary[k];
+    const s = result.summary[k], t = result.summary[k === "erm" ? "ermCalibrated" : "carrotCalibrated"];
     return `<tr><td>${k.toUpperCase()}</td><td>${pct(s.accuracy)}</td><td>${
       pct(s.perClassAccuracy)
-    }</td><td>${pct(s.ece)}</td><td>${s.nll.mean.toFixed(3)} ± ${s.nll.std.toFixed(3)}</td></tr>`;
+    }</td><td>${pct(s.ece)}</td><td>${pct(t.ece)}</td><td>${s.nll.mean.toFixed(3)} ± ${
+      s.nll.std.toFixed(3)
+    }</td><td>${t.nll.mean.toFixed(3)} ± ${t.nll.std.toFixed(3)}</td></tr>`;
   });
   const timings = Object.entries(result.timings).map(([k, v]) => `${escape(k)} ${v.toFixed(1)} s`).join(
     " · ",
   );
-  return `<table><tr><th>method</th><th>top-1 (%)</th><th>per-class acc. (%)</th><th>ECE (%)</th><th>NLL</th></tr>
-${rows.join("\n")}</table><p><small>stage timings: ${timings}</small></p>`;
+  return `<table><tr><th>method</th><th>top-1 (%)</th><th>per-class acc. (%)</th><th>ECE (%)</th>
+<th>ECE after T (%)</th><th>NLL</th><th>NLL after T</th></tr>
+${
+    rows.join("\n")
+  }</table><p><small>T: temperature fitted on val for each head (Guo et al. 2017). Stage timings: ${timings}
+</small></p>`;
+}
+
+/** Per seed: what CARROT's selection chose (path, step, γ, η, ρ, fallback) and why. */
+function selectionTable(result: RunResult): string {
+  const rows = result.perSeed.filter((s) => s.selection).map((s) => {
+    const x = s.selection!,
+      label = (l: Record<string, number | string>) =>
+        l.step === 0 ? "ERM (step 0)" : `${l.weighting}, γ ${l.gamma}, step ${l.step}`;
+    return `<tr><td>${s.seed}</td><td>${escape(label(x.chosen))}</td><td>${escape(label(x.best))}</td><td>${
+      x.fallback ? "yes" : "no"
+    }</td><td>${x.gain.toFixed(4)} ± ${
+      x.standardError.toFixed(4)
+    }</td><td>η ${x.stepSize}, ρ ${x.rho}, ${x.folds} folds, z ${x.z}</td>
+<td>T ${s.temperature.erm.toFixed(2)} → ${s.temperature.carrot.toFixed(2)}</td><td>${
+      escape(x.reason)
+    }</td></tr>`;
+  });
+  if (rows.length === 0) return "";
+  return `<section><h2>CARROT's selection per seed</h2>
+<p>Candidates: every accepted step of every path (held-out weighting, γ), refitted on all of train and scored by the
+calibrated validation loss; the best replaces ERM only when its paired gain exceeds z standard errors.</p>
+<table><tr><th>seed</th><th>in use</th><th>best on val</th><th>fallback</th><th>val gain ± s.e.</th><th>settings</th>
+<th>temperature ERM → CARROT</th><th>why</th></tr>
+${rows.join("\n")}</table></section>`;
 }
 
 async function gallery(result: RunResult, artifacts: RunArtifacts): Promise<string> {

@@ -2,6 +2,7 @@
 import { join } from "node:path";
 import { randomTimmWeights, resolveTimmConfig, type TimmConfigInput } from "../../lib/models/registry.ts";
 import { writeSafetensors } from "../../lib/models/safetensors.ts";
+import { Random } from "../../lib/random.ts";
 import type { TrainConfig } from "../../lib/pipeline/train.ts";
 
 /** Writes the model files into `dir` and returns a full `TrainConfig` whose outputs all live below `dir`. */
@@ -37,11 +38,12 @@ export async function tinyTrainConfig(
     seeds: 2,
     valFraction: 0.1,
     lambdaGrid: [1, 10],
+    method: "carrot",
     estimator: "influence",
-    rho: 0.5,
-    gamma: 10,
-    stepSize: 1,
-    outerSteps: 3,
+    gammas: [0],
+    folds: 3,
+    z: 1,
+    outerSteps: 2,
     topK: 3,
     influenceMethod: "exact",
     faithfulnessMethods: ["representer", "random"],
@@ -49,4 +51,29 @@ export async function tinyTrainConfig(
     faithfulnessKs: [1, 3],
     ...overrides,
   };
+}
+
+/**
+ * Writes `<name>.safetensors` feature files (a "features" [N, 8] F32 tensor around per-class means, "labels" [N]
+ * I32) with `perClass[c]` rows of class c into `dir`, and returns the path.
+ */
+export async function tinyFeatureFile(
+  dir: string,
+  name: string,
+  perClass: number[],
+  seed = 0,
+): Promise<string> {
+  const rng = new Random(seed), dim = 8;
+  const mean = (c: number, j: number) => 3 * Math.sin(1 + 7 * c + 3 * j); // the same means in every file
+  const labels = Int32Array.from(perClass.flatMap((n, c) => Array<number>(n).fill(c)));
+  const values = Float32Array.from(
+    { length: labels.length * dim },
+    (_, q) => mean(labels[Math.floor(q / dim)], q % dim) + rng.normal(),
+  );
+  const path = join(dir, `${name}.safetensors`);
+  await writeSafetensors(path, {
+    features: { dtype: "F32", shape: [labels.length, dim], values },
+    labels: { dtype: "I32", shape: [labels.length], values: labels },
+  });
+  return path;
 }

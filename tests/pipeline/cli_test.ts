@@ -3,9 +3,11 @@
  * and says how to resume; the same command again takes every feature from the cache and finishes.
  */
 import assert from "node:assert/strict";
+import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { materializeSynthBirds } from "../../lib/data/synthbirds.ts";
-import { tinyTrainConfig } from "./_tiny.ts";
+import { tinyFeatureFile, tinyTrainConfig } from "./_tiny.ts";
+import { TINY_JPEG } from "../data/_trees.ts";
 
 const repo = resolve(import.meta.dirname!, "../..");
 
@@ -62,4 +64,57 @@ Deno.test("deno task train: Ctrl-C exits 130 with a resume hint; the rerun resum
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+const NO_VALIDATION =
+  "--val-fraction 0 leaves no validation data: λ tuning, CARROT's selection and its fallback " +
+  "need a validation split; use --val-fraction > 0 (e.g. 0.1) or a dataset/feature set with a validation split";
+
+/** Runs train with `args` in a temp dir holding an empty runs/, and checks the refusal: message, no stack, no run. */
+async function refusesNoValidation(
+  args: (dir: string) => Promise<string[]>,
+  code: number,
+  prefix: (dir: string) => string = () => "",
+) {
+  const dir = await Deno.makeTempDir();
+  try {
+    mkdirSync(join(dir, "runs"));
+    const { code: exit, lines } = await train(dir, [...await args(dir), "--name", "noval"]);
+    const output = lines.join("\n");
+    assert.equal(exit, code, output);
+    assert.ok(lines.includes(`train: ${prefix(dir)}${NO_VALIDATION}`), output);
+    assert.ok(!lines.some((l) => /^\s+at /.test(l)), `no stack trace:\n${output}`);
+    assert.deepEqual(readdirSync(join(dir, "runs")), [], "no run folder");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("deno task train --val-fraction 0 without a --features val file exits 2 with the fix, before any run", async () => {
+  await refusesNoValidation(async (dir) => {
+    const train = await tinyFeatureFile(dir, "train", [4, 4]),
+      test = await tinyFeatureFile(dir, "test", [2, 2]);
+    return ["--dataset", "features", "--features", `${train},,${test}`, "--val-fraction", "0"];
+  }, 2);
+});
+
+Deno.test("deno task train --val-fraction 0 on an image folder without val/ exits 1 with the fix, before extraction", async () => {
+  await refusesNoValidation(
+    (dir) => {
+      const root = join(dir, "folder");
+      for (
+        const path of ["train/a/1.jpg", "train/a/2.jpg", "train/b/1.jpg", "train/b/2.jpg", "test/a/1.jpg"]
+      ) {
+        mkdirSync(join(root, path, ".."), { recursive: true });
+        writeFileSync(join(root, path), TINY_JPEG);
+      }
+      writeFileSync(join(dir, "weights.safetensors"), ""); // never read: the refusal comes first
+      return Promise.resolve([
+        ...["--dataset", "imagefolder", "--data-root", root, "--weights", join(dir, "weights.safetensors")],
+        ...["--backend", "cpu", "--cache-dir", join(dir, "cache"), "--val-fraction", "0"],
+      ]);
+    },
+    1,
+    (dir) => `${join(dir, "folder")}: `,
+  );
 });

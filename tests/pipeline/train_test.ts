@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { selectBackend } from "../../lib/backend.ts";
 import { readSafetensors } from "../../lib/models/safetensors.ts";
 import { runTraining } from "../../lib/pipeline/train.ts";
-import { tinyTrainConfig } from "./_tiny.ts";
+import { tinyFeatureFile, tinyTrainConfig } from "./_tiny.ts";
 import { setLogSink } from "../../lib/progress.ts";
 
 await selectBackend("wasm", { threads: 1, quiet: true });
@@ -37,11 +37,11 @@ Deno.test("runTraining(): images → features → ERM/CARROT → explanations, f
       "stage lines",
     );
     // progress bars inside the long stages end at their totals: 2 λ values, 24 test images, 64 training points,
-    // 2 methods × 2 K × 3 points × (remove + keep) = 24 refits; RRO at the step it stopped (≤ 3)
+    // 2 methods × 2 K × 3 points × (remove + keep) = 24 refits; CARROT's 2 paths × 2 steps, at the step each stopped
     for (
       const bar of [
         /^ {2}λ grid \[#{24}\] 2\/2 /,
-        /^ {2}RRO \[[#.]{24}\] [0-3]\/3 /,
+        /^ {2}CARROT \[[#.]{24}\] [0-4]\/4 /,
         /^ {2}influence explanations \[#{24}\] 24\/24 /,
         /^ {2}faithfulness \[#{24}\] 24\/24 /,
         /^ {2}self-influence \[#{24}\] 64\/64 /,
@@ -49,6 +49,15 @@ Deno.test("runTraining(): images → features → ERM/CARROT → explanations, f
     ) assert.ok(lines.some((l) => bar.test(l)), `${bar}\n${lines.join("\n")}`);
     const metrics = JSON.parse(readFileSync(join(config.runDir, "metrics.json"), "utf8"));
     assert.equal(metrics.summary.erm.accuracy.mean, result.summary.erm.accuracy.mean);
+    // what the selection chose is reported per seed, with the temperatures and the calibrated metrics
+    for (const seed of metrics.perSeed) {
+      assert.equal(typeof seed.selection.fallback, "boolean");
+      assert.ok(Number.isFinite(seed.selection.gain) && seed.selection.reason.length > 0);
+      assert.ok(seed.temperature.erm > 0 && seed.temperature.carrot > 0);
+      assert.equal(seed.carrotCalibrated.accuracy, seed.carrot.accuracy);
+    }
+    assert.ok(Number.isFinite(metrics.summary.carrotCalibrated.ece.mean));
+    assert.deepEqual([...new Set(result.trajectory.map((e) => e.path))], ["uniform, γ 0", "self, γ 0"]);
     assert.ok(
       metrics.detection.harmfulness.mislabeled.auroc >= 0 &&
         metrics.detection.harmfulness.mislabeled.auroc <= 1,
@@ -71,13 +80,98 @@ Deno.test("runTraining(): images → features → ERM/CARROT → explanations, f
     assert.match(csv[0], /^rank,row,id,path,label,harmfulness,/);
     const html = readFileSync(join(config.runDir, "report.html"), "utf8");
     assert.match(html, /window\.carrotPlotly/);
+    assert.match(html, /CARROT's selection per seed/);
     assert.match(html, /data:image\/png;base64,/);
-    // a rerun takes every feature from the cache
+    // a rerun takes every feature from the cache; the original RRO is still available
     lines.length = 0;
-    await runTraining({ ...config, seeds: 1, outerSteps: 1 });
+    const rro = await runTraining({ ...config, method: "rro", seeds: 1, outerSteps: 1 });
+    assert.ok(lines.some((l) => /^ {2}RRO \[[#.]{24}\] [01]\/1 /.test(l)), lines.join("\n"));
+    assert.equal(rro.perSeed[0].selection, undefined);
+    assert.equal(rro.trajectory[0].path, "rro");
     assert.ok(lines.includes("  train: 64 images, 64 from the cache"), lines.join("\n"));
     assert.ok(lines.includes("  test: 24 images, 24 from the cache"));
     assert.equal(tf.memory().numTensors < 200, true, `tensors left: ${tf.memory().numTensors}`);
+  } finally {
+    setLogSink(previous);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("runTraining(): no validation data is a RangeError naming the cause and the fix, and no run folder", async () => {
+  const dir = await Deno.makeTempDir();
+  const previous = setLogSink(() => {});
+  const before = tf.memory().numTensors;
+  try {
+    const train = await tinyFeatureFile(dir, "train", [6, 6, 6]);
+    const test = await tinyFeatureFile(dir, "test", [2, 2, 2], 1);
+    const emptyVal = await tinyFeatureFile(dir, "val", [0, 0, 0], 2);
+    const singles = await tinyFeatureFile(dir, "singles", [1, 1, 1], 3);
+    const config = await tinyTrainConfig(dir, { dataset: "features" });
+    const refuses = async (overrides: Partial<typeof config>, message: RegExp) => {
+      await assert.rejects(
+        runTraining({ ...config, ...overrides }),
+        (e) => e instanceof RangeError && message.test(e.message),
+      );
+      assert.ok(!existsSync(config.runDir), "no run folder");
+    };
+    await refuses(
+      { features: [train, "", test], valFraction: 0 },
+      /^--val-fraction 0 leaves no validation data: λ tuning, CARROT's selection and its fallback need a validation split; use --val-fraction > 0 \(e\.g\. 0\.1\) or a dataset\/feature set with a validation split$/,
+    );
+    await refuses(
+      { features: [train, emptyVal, test] },
+      new RegExp(`^${emptyVal}: the validation file has no rows; pass a non-empty validation file`),
+    );
+    await refuses(
+      { features: [singles, "", test] },
+      /^--val-fraction 0\.1 carves no validation images: every class/,
+    );
+    assert.equal(tf.memory().numTensors, before, "the refused runs free their features");
+  } finally {
+    setLogSink(previous);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("runTraining(): validation-coverage warnings are logged once and recorded in metrics.json", async () => {
+  const dir = await Deno.makeTempDir();
+  const lines: string[] = [];
+  const previous = setLogSink((line) => lines.push(line));
+  try {
+    // official val: class 1 keeps 1 of its 2 images per seed (the other 20% is dropped), class 2 has none
+    const files = [
+      await tinyFeatureFile(dir, "train", [8, 8, 8]),
+      await tinyFeatureFile(dir, "val", [5, 2, 0], 1),
+      await tinyFeatureFile(dir, "test", [3, 3, 3], 2),
+    ];
+    const config = await tinyTrainConfig(dir, {
+      dataset: "features",
+      features: files,
+      valFraction: 0, // unused: the val file is the validation split
+      outerSteps: 1,
+      faithfulnessMethods: ["random"],
+      faithfulnessSample: 2,
+      faithfulnessKs: [1],
+    });
+    const result = await runTraining(config);
+    assert.equal(result.validationWarnings.length, 2, result.validationWarnings.join("\n"));
+    assert.match(result.validationWarnings[0], /^class 2 has no validation images: it does not enter L_val/);
+    assert.match(result.validationWarnings[1], /^class 1 has a single validation image/);
+    for (const warning of result.validationWarnings) {
+      assert.equal(lines.filter((l) => l === `  warning: ${warning}`).length, 1, `logged once: ${warning}`);
+    }
+    const metrics = JSON.parse(readFileSync(join(config.runDir, "metrics.json"), "utf8"));
+    assert.deepEqual(metrics.validationWarnings, result.validationWarnings);
+    for (const seed of result.perSeed) {
+      for (const value of [...Object.values(seed.erm), ...Object.values(seed.carrotCalibrated)]) {
+        assert.ok(Number.isFinite(value), "finite test metrics");
+      }
+      assert.ok(
+        seed.selection && Number.isFinite(seed.selection.gain),
+        "CARROT's selection ran on the val file",
+      );
+    }
+    assert.ok(result.lambdas.every(Number.isFinite));
   } finally {
     setLogSink(previous);
     await Deno.remove(dir, { recursive: true });

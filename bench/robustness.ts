@@ -1,0 +1,231 @@
+/**
+ * `deno task bench robustness`: does CARROT beat ERM where reweighting should help, and never lose where it cannot?
+ *
+ * The grid was fixed before any of its results were seen (issue 13):
+ *   - the synthetic fine-grained features with their documented defaults (K = 50, d = 64, 30 train and 30 test
+ *     images per class) at train label noise {0, 0.2, 0.4} (within-group flips) × validation images per class
+ *     {3, 5, 10, 30};
+ *   - one CUB-sized cell (`cubSizedPreset`: K = 200, d = 768, 5994 train / 5794 test) at noise 0.2, 5 validation
+ *     images per class — seed 0 only: one seed of all five rows takes tens of minutes on 2 cores;
+ *   - the SynthBirds default task (the `vit_tiny_synth` features of `deno task train`, its split per seed);
+ *   - seeds 0, 1, 2 everywhere else; rows ERM, CARROT's default, the original RRO, small-loss filtering, one-step L2RW.
+ * Columns: test top-1 mean ± std, ECE before and after temperature scaling (T fitted on val per method), NLL after
+ * T, CARROT − ERM (mean ± std of the per-seed difference) and how often CARROT's selection fell back to α = 1.
+ *
+ * Each finished cell is stored in its own file under `bench/results/robustness/` (atomic write); a rerun skips stored
+ * cells, so an interrupted bench resumes (`--fresh` starts over, `--only <substring>` runs matching cells,
+ * `--shard i/n` runs every n-th cell from the i-th, so that n processes with one WASM thread each share the grid).
+ */
+import * as tf from "@tensorflow/tfjs";
+import { dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import {
+  type ExperimentData,
+  type ExperimentRow,
+  robustnessMethods,
+  runExperiment,
+} from "../lib/carrot/experiment.ts";
+import { cubSizedPreset, makeFineGrainedFeatures } from "../lib/data/synthetic_features.ts";
+import { loadImageFeatures, type PipelineFeatures } from "../lib/pipeline/features_input.ts";
+import { selectRows, stratifiedSplitIndices } from "../lib/split.ts";
+import { meanStd } from "../lib/stats.ts";
+import { log } from "../lib/progress.ts";
+
+/** One cell of the grid: a name and the data of each seed. */
+interface Cell {
+  id: string;
+  features: string;
+  noise: number | string;
+  valPerClass: number | string;
+  data: (seed: number) => Promise<ExperimentData> | ExperimentData;
+  /** Seeds of this cell when they differ from the grid's. */
+  seeds?: number[];
+  release?: () => void;
+}
+
+/** A finished cell as stored in the results file. */
+export interface RobustnessCell {
+  /** Cell id. */
+  id: string;
+  /** Which features. */
+  features: string;
+  /** Train label noise. */
+  noise: number | string;
+  /** Validation images per class. */
+  valPerClass: number | string;
+  /** One row per method. */
+  rows: ExperimentRow[];
+}
+
+/** Where finished cells are kept: committed, so that the README's table and notebook 04 can be checked. */
+const RESULTS = fileURLToPath(new URL("results/robustness", import.meta.url));
+
+const resultPath = (id: string) => `${RESULTS}/${id.replaceAll("/", "_")}.json`;
+
+function syntheticCells(): Cell[] {
+  const cells: Cell[] = [];
+  for (const noise of [0.2, 0.4, 0]) {
+    for (const v of [3, 5, 10, 30]) {
+      cells.push({
+        id: `synthetic/noise=${noise}/val=${v}`,
+        features: "synthetic defaults",
+        noise,
+        valPerClass: v,
+        data: (seed) => makeFineGrainedFeatures({ seed, labelNoise: { rate: noise }, perClass: { val: v } }),
+      });
+    }
+  }
+  const k = cubSizedPreset.numClasses!;
+  cells.push({
+    id: "cub-sized/noise=0.2/val=5",
+    features: "CUB-sized synthetic",
+    noise: 0.2,
+    valPerClass: 5,
+    seeds: [0],
+    data: (seed) =>
+      makeFineGrainedFeatures({
+        preset: "cub",
+        seed,
+        labelNoise: { rate: 0.2 },
+        splitSizes: { train: 5994, val: 5 * k, test: 5794 },
+      }),
+  });
+  return cells;
+}
+
+/** The SynthBirds default task's features (as `deno task train` extracts them; cached after the first run). */
+function synthBirdsCell(): Cell {
+  let features: PipelineFeatures | undefined;
+  const load = async () =>
+    features ??= await loadImageFeatures({
+      dataset: "synthbirds",
+      dataRoot: "data/synthbirds",
+      model: "vit_tiny_synth",
+      weights: "data/weights/vit_tiny_synth.safetensors",
+      cacheDir: "data/cache/features",
+      batchSize: 32,
+      skipBadImages: false,
+    });
+  return {
+    id: "synthbirds/default",
+    features: "SynthBirds vit_tiny_synth",
+    noise: "0.2 + 10% shortcut",
+    valPerClass: "≈ 8 (80% of val)",
+    data: async (seed) => {
+      const all = await load();
+      // as the pipeline does: a stratified 80% of the official val split per seed; copies, so that
+      // runExperiment may dispose them
+      const keep = stratifiedSplitIndices(all.val!.labels, { fraction: 0.2 }, seed).train;
+      return {
+        train: selectRows(all.train, Int32Array.from(all.train.labels.keys())),
+        val: selectRows(all.val!, keep),
+        test: selectRows(all.test, Int32Array.from(all.test.labels.keys())),
+      };
+    },
+    release: () => {
+      if (features) tf.dispose([features.train.features, features.val?.features, features.test.features]);
+    },
+  };
+}
+
+function loadResult(id: string, fresh: boolean): RobustnessCell | undefined {
+  return !fresh && existsSync(resultPath(id)) ? JSON.parse(readFileSync(resultPath(id), "utf8")) : undefined;
+}
+
+function saveResult(cell: RobustnessCell): void {
+  const path = resultPath(cell.id);
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(`${path}.tmp`, JSON.stringify(cell, null, 1));
+  renameSync(`${path}.tmp`, path);
+}
+
+const pct = (s: { mean: number; std: number }) =>
+  `${(100 * s.mean).toFixed(1)} ± ${(100 * s.std).toFixed(1)}`;
+
+/** The stored cells as one markdown table (every cell, every method, including the losing ones). */
+export function robustnessTable(cells: readonly RobustnessCell[]): string {
+  const lines = [
+    "| features | noise | val/class | method | top-1 (%) | ECE (%) | ECE after T (%) | NLL after T | " +
+    "Δ top-1 vs ERM (pts) | CARROT fallbacks |",
+    "|---|---|---|---|---|---|---|---|---|---|",
+  ];
+  for (const cell of cells) {
+    const erm = cell.rows.find((r) => r.method === "erm")!;
+    for (const row of cell.rows) {
+      const diff = row.runs.map((m, s) => 100 * (m.accuracy - erm.runs[s].accuracy));
+      const d = diff.length > 1 ? meanStd(diff) : { mean: diff[0], std: 0 };
+      const fallbacks = row.method === "carrot"
+        ? `${row.details.filter((x) => x.fallback).length}/${row.details.length}`
+        : "";
+      lines.push(
+        `| ${cell.features} | ${cell.noise} | ${cell.valPerClass} | ${row.method} | ${pct(row.accuracy)} | ` +
+          `${pct(row.ece)} | ${pct(row.eceCalibrated)} | ${row.nllCalibrated.mean.toFixed(3)} | ` +
+          `${
+            row.method === "erm" ? "" : `${d.mean >= 0 ? "+" : ""}${d.mean.toFixed(1)} ± ${d.std.toFixed(1)}`
+          } | ` +
+          `${fallbacks} |`,
+      );
+    }
+  }
+  return lines.join("\n");
+}
+
+/** Options of `benchRobustness`. */
+export interface RobustnessOptions {
+  /** Run only the cells whose id contains this string. */
+  only?: string;
+  /** Ignore stored results. */
+  fresh?: boolean;
+  /** Seeds (default 0, 1, 2). */
+  seeds?: number[];
+  /** "i/n": run the cells whose index is i mod n (default all). */
+  shard?: string;
+}
+
+/** The cells stored so far, in grid order (for the README and notebook 04, without running anything). */
+export function storedRobustnessCells(): RobustnessCell[] {
+  return [...syntheticCells(), synthBirdsCell()].map((c) => loadResult(c.id, false)).filter((
+    c,
+  ): c is RobustnessCell => c !== undefined);
+}
+
+/** Runs (or resumes) the grid and prints the table of every stored cell; returns those cells. */
+export async function benchRobustness(options: RobustnessOptions = {}): Promise<RobustnessCell[]> {
+  const cells = [...syntheticCells(), synthBirdsCell()];
+  const [shard, shards] = (options.shard ?? "0/1").split("/").map(Number);
+  if (!(shards >= 1 && shard >= 0 && shard < shards)) {
+    throw new RangeError(`bench robustness: --shard must be i/n with 0 ≤ i < n, got ${options.shard}`);
+  }
+  for (const [index, cell] of cells.entries()) {
+    if (index % shards !== shard || (options.only && !cell.id.includes(options.only))) continue;
+    if (loadResult(cell.id, options.fresh ?? false)) {
+      log(`${cell.id}: stored`);
+      continue;
+    }
+    const start = performance.now();
+    const rows = await runExperiment({
+      data: cell.data,
+      methods: robustnessMethods,
+      seeds: options.seeds ?? cell.seeds,
+      onRun: (seed, method, m, s, details) =>
+        log(
+          `  ${cell.id} seed ${seed} ${method}: top-1 ${(100 * m.accuracy).toFixed(1)}%, ${s.toFixed(1)} s` +
+            (details ? ` (${details.reason})` : ""),
+        ),
+    });
+    cell.release?.();
+    saveResult({
+      id: cell.id,
+      features: cell.features,
+      noise: cell.noise,
+      valPerClass: cell.valPerClass,
+      rows,
+    });
+    log(`${cell.id}: ${((performance.now() - start) / 1000).toFixed(0)} s`);
+  }
+  const done = storedRobustnessCells();
+  log(`\n${robustnessTable(done)}\n`);
+  return done;
+}

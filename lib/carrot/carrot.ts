@@ -1,0 +1,160 @@
+/**
+ * CARROT's default reweighting: cross-fitted influence descent, honest selection, fallback, calibration.
+ *
+ *   1. λ: tuned on val for the ERM head (α ≡ 1), as the ERM baseline does (`lambda.ts`), and shared.
+ *   2. Trajectories: for each path (held-out weighting, γ) of `paths`, minimise the self-weighted cross-fitted held-out loss
+ *        L_cf(α) = (1/F) Σ_k Σ_{j∈k} α_j ℓ_j(W*_{−k}(α)) / Σ_{j∈k} α_j  (+ γ R(α))
+ *      over α by exponentiated-gradient steps under the class-mass and ESS constraints (`crossfit.ts`). The
+ *      gradient is exact: Theorem B per fold for the dependence through W*_{−k} (how point i, trained on, moves
+ *      the held-out losses of the fold it is not in) plus the direct term (ℓ_j − L_k)/Σα of the held-out point
+ *      itself (its out-of-fold loss against its fold's mean). No validation point enters the gradient.
+ *   3. Selection (`selection.ts`): every accepted step of every trajectory is a candidate; each is refitted on all
+ *      of train, temperature-scaled on val and scored by its calibrated validation loss. The best is kept only if
+ *      its paired gain over ERM exceeds z standard errors; otherwise α ≡ 1 (fallback), reported with the numbers.
+ *   4. Calibration: the returned head carries its temperature fitted on val (ERM's too, in `ermTemperature`).
+ *
+ * Why this survives small validation sets: the outer objective is estimated on the n training points out of fold
+ * (thousands, not the m validation points), so minimising it cannot memorise val; val only chooses among a
+ * handful of candidates along one path (number of steps, γ) and vetoes gains within its noise, which shrinks as
+ * 1/√m. Self-weighting makes the objective robust to the noisy held-out labels: a held-out point that its fold
+ * head cannot predict is itself down-weighted, so it stops voting for the training points that agree with it.
+ * The ESS floor ρ bounds how far the path goes (at ρ the weights of a class may concentrate on ρ n_c points).
+ */
+import type { LabeledFeatures } from "./labeled_features.ts";
+import { disposeHead, type HeadFit } from "./head.ts";
+import { tuneLambda } from "./lambda.ts";
+import {
+  type CrossFitOptions,
+  crossFitReweight,
+  type CrossFitStep,
+  type HeldOutWeighting,
+} from "./crossfit.ts";
+import { type SelectionCandidate, type SelectionResult, selectWeighting } from "./selection.ts";
+import { fitTemperature } from "./temperature.ts";
+
+/** Options of `carrotReweight`, with their defaults (fixed before the robustness grid was run). */
+export interface CarrotOptions
+  extends
+    Omit<CrossFitOptions, "lambda" | "gamma" | "heldOutWeighting" | "onStep" | "numClasses" | "outerSteps"> {
+  /** λ; when absent it is tuned on val for the ERM head over `lambdaGrid`. */
+  lambda?: number;
+  /** Grid of that tuning (default lambda.ts's). */
+  lambdaGrid?: readonly number[];
+  /** K (default: inferred from the labels). */
+  numClasses?: number;
+  /** Outer steps per trajectory (default 6). */
+  outerSteps?: number;
+  /**
+   * The trajectories run, each a held-out weighting and a γ; every accepted step of every path is a candidate of
+   * the selection (default `defaultCarrotPaths`).
+   */
+  paths?: readonly CarrotPath[];
+  /** Standard errors the selected gain must exceed to replace ERM (default 1). */
+  z?: number;
+  /** Called after each outer step of each trajectory. */
+  onStep?: (path: CarrotPath, entry: CrossFitStep) => void;
+}
+
+/** One trajectory of CARROT's default: how held-out points are weighted, and the consistency weight γ. */
+export interface CarrotPath {
+  /** Held-out weighting of L_cf. */
+  heldOutWeighting: HeldOutWeighting;
+  /** Weight γ of the consistency regulariser. */
+  gamma: number;
+}
+
+/**
+ * The default paths, fixed before the robustness grid was run: uniform held-out weights (L_cf is then the plain
+ * cross-fitted loss, whose optimum keeps some weight on noisy points because their held-out copies reward them)
+ * and self-weighting (which also down-weights held-out points its folds cannot predict, so it cleans harder but
+ * can concentrate mass on easy points when the noise is heavy). Selection on val picks the path and the step.
+ */
+export const defaultCarrotPaths: readonly CarrotPath[] = [
+  { heldOutWeighting: "uniform", gamma: 0 },
+  { heldOutWeighting: "self", gamma: 0 },
+];
+
+/** What `carrotReweight` chose and why. */
+export interface CarrotResult {
+  /** The α in use `[n]` (all ones when the fallback was taken). */
+  alpha: Float32Array;
+  /** The head at that α (owned by the caller). */
+  fit: HeadFit;
+  /** T of that head, fitted on val. */
+  temperature: number;
+  /** T of the ERM head, fitted on val. */
+  ermTemperature: number;
+  /** λ used. */
+  lambda: number;
+  /** The trajectory of each path, in `paths` order. */
+  trajectories: (CarrotPath & { steps: CrossFitStep[]; stopReason: string })[];
+  /** The selection (candidate labels are `{ weighting, gamma, step }`). */
+  selection: Omit<SelectionResult, "fit">;
+}
+
+/**
+ * Runs CARROT's default (see the module JSDoc) on `train`, with `val` used only for λ, selection, the fallback
+ * test and the temperatures.
+ */
+export async function carrotReweight(
+  train: LabeledFeatures,
+  val: LabeledFeatures,
+  options: CarrotOptions = {},
+): Promise<CarrotResult> {
+  if (val.labels.length === 0) {
+    throw new RangeError(
+      "carrotReweight: the validation split is empty; λ, selection and the fallback need it",
+    );
+  }
+  const tuned = await tuneLambda(train, val, {
+    grid: options.lambda === undefined ? options.lambdaGrid : [options.lambda],
+    numClasses: options.numClasses,
+    tol: options.tol,
+  });
+  const erm = tuned.fit, numClasses = erm.numClasses;
+  try {
+    const trajectories: CarrotResult["trajectories"] = [];
+    const candidates: SelectionCandidate[] = [{
+      alpha: erm.alpha,
+      label: { weighting: "none", gamma: 0, step: 0 },
+    }];
+    for (const path of options.paths ?? defaultCarrotPaths) {
+      const run = await crossFitReweight(train, {
+        ...options,
+        ...path,
+        lambda: tuned.lambda,
+        numClasses,
+        outerSteps: options.outerSteps ?? 6,
+        onStep: (entry) => options.onStep?.(path, entry),
+      });
+      trajectories.push({ ...path, steps: run.trajectory, stopReason: run.stopReason });
+      for (const entry of run.trajectory) {
+        if (entry.step > 0 && entry.accepted) {
+          candidates.push({
+            alpha: entry.alpha,
+            label: { weighting: path.heldOutWeighting, gamma: path.gamma, step: entry.step },
+          });
+        }
+      }
+    }
+    const { fit, ...selection } = await selectWeighting(train, val, candidates, {
+      lambda: tuned.lambda,
+      numClasses,
+      erm,
+      z: options.z,
+      tol: options.tol,
+    });
+    const ermTemperature = (await fitTemperature(erm, val)).temperature;
+    return {
+      alpha: candidates[selection.chosen].alpha,
+      fit,
+      temperature: selection.temperature,
+      ermTemperature,
+      lambda: tuned.lambda,
+      trajectories,
+      selection,
+    };
+  } finally {
+    disposeHead(erm);
+  }
+}

@@ -1,0 +1,314 @@
+/**
+ * Cross-fitted reweighting: the outer objective of CARROT's default, a held-out loss over the *training* set.
+ *
+ * Why. RRO minimises L_val(W*(α)) over n free weights. With 3–10 validation images per class that objective is
+ * estimated from a few hundred points and the outer loop memorises them (validation accuracy climbs while test
+ * accuracy falls). Cross-fitting replaces it by a held-out loss on thousands of points: split train into F
+ * stratified folds; head k is fitted on every fold but k, and scored on fold k, which it never saw:
+ *
+ *   L_cf(α) = (1/F) Σ_k  Σ_{j∈k} w_j ℓ_j(W*_{−k}(α)) / Σ_{j∈k} w_j,
+ *   W*_{−k}(α) = argmin_W Σ_{i∉k} α_i ℓ_i(W) + (λ/2)‖W‖²_F.
+ *
+ * A training point i is scored only by the F − 1 heads that were fitted *with* it, on points it was not fitted
+ * on, so the outer signal cannot be lowered by fitting a point to itself. The held-out labels are the (noisy)
+ * training labels: under within-class-majority noise a mislabelled point still raises the held-out loss of the
+ * clean majority of its observed class, so the expected gradient keeps its sign (it is the influence on a noisy
+ * but unbiased-in-argmax risk); the validation set is left to *select* and to *veto* (`selection.ts`).
+ *
+ * Held-out weights w. "uniform" (w = 1) makes L_cf a fixed function of α: accepted steps decrease it
+ * monotonically. "alpha" (w_j = α_j of the current iterate, held constant within a step) trusts held-out points as
+ * much as the head does — a majorise-style surrogate that stops mislabelled held-out points from voting for the
+ * points that agree with them; each step still decreases the surrogate it was taken on.
+ *
+ * Gradient (Theorem B per fold, one CG solve each): with g^{(k)} = ∂L_k/∂α on the training part of fold k,
+ *   ∂L_cf/∂α_i = (1/F) Σ_{k : i∉k} g^{(k)}_i,   g^{(k)}_i = −(p_i − e_{y_i})ᵀ H_{−k}⁻¹ ∇_W L_k h_i   (at W*_{−k}).
+ *
+ * The step is RRO's (`constrainedStep`: exponentiated gradient per class, class masses kept, ESS floor ρ) with
+ * backtracking on L_cf; every fold head is warm-started from its previous fit (weights and L-BFGS curvature).
+ */
+import * as tf from "@tensorflow/tfjs";
+import type { LabeledFeatures } from "./labeled_features.ts";
+import { disposeHead, fitHead, type HeadFit, headLogits } from "./head.ts";
+import { validationAlphaGradient } from "./influence.ts";
+import { type ConsistencyOptions, consistencyRegularizer } from "./consistency.ts";
+import { constrainedStep, effectiveSampleSizes } from "./reweight.ts";
+import { Random } from "../random.ts";
+
+/** How the held-out points of a fold are weighted in L_cf (see the module JSDoc). */
+export type HeldOutWeighting = "uniform" | "self";
+
+/** Options of `crossFitReweight`, with their defaults. */
+export interface CrossFitOptions {
+  /** λ of every fold head (the ERM head's, usually). */
+  lambda: number;
+  /** K (default: inferred from the labels). */
+  numClasses?: number;
+  /** Number of folds F ≥ 2 (default 5). */
+  folds?: number;
+  /** η, the largest log-change of any α_i per step (default 3). */
+  stepSize?: number;
+  /** ESS floor ρ ∈ [0, 1] (default 0.3). */
+  rho?: number;
+  /** Outer steps (default 6). */
+  outerSteps?: number;
+  /** Step halvings tried before giving up on a step (default 4). */
+  maxHalvings?: number;
+  /** Held-out weights (default "self"). */
+  heldOutWeighting?: HeldOutWeighting;
+  /** Weight γ ≥ 0 of the consistency regulariser, evaluated per fold on the held-out points (default 0). */
+  gamma?: number;
+  /** Options of that regulariser (`consistency.ts`). */
+  consistency?: ConsistencyOptions;
+  /**
+   * Relative-gradient tolerance of every fold refit (default 1e-5: the held-out losses compared by the line search
+   * move by O(tol²), far below the steps' decreases).
+   */
+  tol?: number;
+  /** CG tolerance of each fold's Theorem-B solve (default 1e-4: the gradient's direction is what the step uses). */
+  cgTol?: number;
+  /** Seed of the fold assignment (default 0). */
+  seed?: number;
+  /** Called after every outer step with its trajectory entry. */
+  onStep?: (entry: CrossFitStep) => void;
+}
+
+/** One outer step of the cross-fitted objective (step 0 = α ≡ 1). */
+export interface CrossFitStep {
+  /** Outer step index. */
+  step: number;
+  /** α after this step `[n]` (unchanged by a rejected step). */
+  alpha: Float32Array;
+  /** L_cf at α (with the held-out weights the step was taken with). */
+  objective: number;
+  /** min_c ESS_c(α)/n_c. */
+  essMin: number;
+  /** The accepted η (0 at step 0 and for a rejected step). */
+  stepSize: number;
+  /** Halvings needed before the step was accepted (or tried in vain). */
+  halvings: number;
+  /** Whether this step changed α. */
+  accepted: boolean;
+}
+
+/** The cross-fitted run: one entry per outer step, and the fold of every training point. */
+export interface CrossFitResult {
+  /** Step 0 (α ≡ 1) first; the last entry holds the final α. */
+  trajectory: CrossFitStep[];
+  /** Fold index of each training point `[n]`. */
+  folds: Int32Array;
+  /** Why the run ended. */
+  stopReason: "outer steps" | "no descent step";
+}
+
+/**
+ * Stratified fold assignment: per class (in class order) a seeded permutation of its members is dealt to folds
+ * 0, 1, …, F−1 in turn, starting at a fold that rotates from class to class so fold sizes differ by at most one.
+ */
+export function stratifiedFolds(labels: Int32Array, folds: number, seed: number): Int32Array {
+  if (!(Number.isInteger(folds) && folds >= 2)) {
+    throw new RangeError(`stratifiedFolds: folds must be an integer ≥ 2, got ${folds}`);
+  }
+  const byClass = new Map<number, number[]>();
+  labels.forEach((c, i) => byClass.set(c, [...(byClass.get(c) ?? []), i]));
+  const rng = new Random(seed), assignment = new Int32Array(labels.length);
+  let next = 0;
+  for (const c of [...byClass.keys()].sort((a, b) => a - b)) {
+    const members = byClass.get(c)!, order = rng.permutation(members.length);
+    for (let q = 0; q < members.length; q++) assignment[members[order[q]]] = (next + q) % folds;
+    next = (next + members.length) % folds;
+  }
+  return assignment;
+}
+
+/** The per-fold splits (features gathered once; `dispose` frees them). */
+interface FoldSplits {
+  size: number;
+  parts: { inside: Int32Array; heldOut: Int32Array; train: LabeledFeatures; test: LabeledFeatures }[];
+  dispose(): void;
+}
+
+function foldSplits(train: LabeledFeatures, folds: Int32Array, count: number): FoldSplits {
+  const rows = (indices: Int32Array): LabeledFeatures => ({
+    features: tf.tidy(() => tf.gather(train.features, tf.tensor1d(indices, "int32")) as tf.Tensor2D),
+    labels: Int32Array.from(indices, (i) => train.labels[i]),
+  });
+  const all = Int32Array.from(train.labels.keys());
+  const parts = Array.from({ length: count }, (_, k) => {
+    const inside = all.filter((i) => folds[i] !== k), heldOut = all.filter((i) => folds[i] === k);
+    return { inside, heldOut, train: rows(inside), test: rows(heldOut) };
+  });
+  return {
+    size: train.labels.length,
+    parts,
+    dispose: () => parts.forEach((p) => tf.dispose([p.train.features, p.test.features])),
+  };
+}
+
+/** Refits every fold head at `alpha`, warm-started from `previous` (not consumed). */
+async function refitFolds(
+  splits: FoldSplits,
+  alpha: Float32Array,
+  previous: readonly HeadFit[],
+  options: CrossFitOptions & { numClasses: number },
+): Promise<HeadFit[]> {
+  const fits: HeadFit[] = [];
+  try {
+    for (const [k, part] of splits.parts.entries()) {
+      fits.push(
+        await fitHead(part.train, {
+          lambda: options.lambda,
+          alpha: Float32Array.from(part.inside, (i) => alpha[i]),
+          numClasses: options.numClasses,
+          init: previous[k],
+          tol: options.tol ?? 1e-5,
+        }),
+      );
+    }
+  } catch (error) {
+    fits.forEach(disposeHead);
+    throw error;
+  }
+  return fits;
+}
+
+/** ℓ_j = −log softmax(W h_j)_{y_j} for every row of `data` `[m]`. */
+async function pointLosses(fit: HeadFit, data: LabeledFeatures): Promise<Float32Array> {
+  const losses = tf.tidy(() =>
+    tf.neg(
+      tf.sum(
+        tf.mul(
+          tf.logSoftmax(headLogits(fit, data.features)),
+          tf.oneHot(tf.tensor1d(data.labels, "int32"), fit.numClasses),
+        ),
+        1,
+      ),
+    )
+  );
+  const values = (await losses.data()) as Float32Array;
+  losses.dispose();
+  return values;
+}
+
+/**
+ * L_cf (+ γR) at the fold heads and, when asked, its gradient `[n]`: the indirect term by Theorem B (one CG solve
+ * per fold), for self-weighting the direct term (ℓ_j − L_k)/Σ_{j′∈k} α_{j′} of each held-out point j of fold k, and
+ * γ ∂R_k/∂α with R_k the consistency regulariser of fold head k on its held-out points (`consistency.ts`).
+ */
+async function crossFitLoss(
+  splits: FoldSplits,
+  fits: readonly HeadFit[],
+  alpha: Float32Array,
+  options: CrossFitOptions,
+  withGradient: boolean,
+): Promise<{ value: number; gradient?: Float32Array }> {
+  const weighting = options.heldOutWeighting ?? "self", gamma = options.gamma ?? 0;
+  const count = splits.parts.length;
+  const gradient = withGradient ? new Float32Array(alpha.length) : undefined;
+  let value = 0;
+  for (const [k, part] of splits.parts.entries()) {
+    const weights = weighting === "self"
+      ? Float32Array.from(part.heldOut, (i) => alpha[i])
+      : new Float32Array(part.heldOut.length).fill(1);
+    const total = weights.reduce((sum, w) => sum + w, 0);
+    const losses = await pointLosses(fits[k], part.test);
+    const foldLoss = losses.reduce((sum, l, q) => sum + weights[q] * l, 0) / total;
+    value += foldLoss / count;
+    if (!gradient) continue;
+    const indirect = await validationAlphaGradient(fits[k], part.train, part.test, {
+      valWeights: weights,
+      tol: options.cgTol ?? 1e-4,
+    });
+    part.inside.forEach((i, q) => gradient[i] += indirect.gradient[q] / count);
+    if (weighting === "self") {
+      part.heldOut.forEach((i, q) => gradient[i] += (losses[q] - foldLoss) / total / count);
+    }
+  }
+  for (const [k, part] of (gamma > 0 ? splits.parts : []).entries()) {
+    const r = await consistencyRegularizer(fits[k], part.train, part.test, options.consistency);
+    value += gamma * r.value / count;
+    if (gradient) part.inside.forEach((i, q) => gradient[i] += gamma * r.gradient[q] / count);
+  }
+  return { value, gradient };
+}
+
+/**
+ * L_cf(α) and ∂L_cf/∂α `[n]` at one α (every fold head fitted from scratch): the objective and gradient
+ * `crossFitReweight` descends, exposed for checks against finite differences and for diagnostics.
+ */
+export async function crossFitObjective(
+  train: LabeledFeatures,
+  alpha: Float32Array,
+  options: CrossFitOptions,
+): Promise<{ value: number; gradient: Float32Array; folds: Int32Array }> {
+  const numClasses = options.numClasses ?? Math.max(...train.labels) + 1, count = options.folds ?? 5;
+  const folds = stratifiedFolds(train.labels, count, options.seed ?? 0);
+  const splits = foldSplits(train, folds, count);
+  const fits = await refitFolds(splits, alpha, [], { ...options, numClasses }).catch((error) => {
+    splits.dispose();
+    throw error;
+  });
+  try {
+    const { value, gradient } = await crossFitLoss(splits, fits, alpha, options, true);
+    return { value, gradient: gradient!, folds };
+  } finally {
+    fits.forEach(disposeHead);
+    splits.dispose();
+  }
+}
+
+/**
+ * Minimises the cross-fitted held-out loss L_cf(α) (see the module JSDoc) from α ≡ 1 under RRO's constraints, with
+ * backtracking. Returns every step's α so that a caller can select among them on data the gradient never saw.
+ */
+export async function crossFitReweight(
+  train: LabeledFeatures,
+  options: CrossFitOptions,
+): Promise<CrossFitResult> {
+  const numClasses = options.numClasses ?? Math.max(...train.labels) + 1;
+  const count = options.folds ?? 5, rho = options.rho ?? 0.3, eta0 = options.stepSize ?? 3;
+  if (!(rho >= 0 && rho <= 1)) throw new RangeError(`crossFitReweight: rho must lie in [0, 1], got ${rho}`);
+  if (!(eta0 > 0)) throw new RangeError(`crossFitReweight: stepSize must be > 0, got ${eta0}`);
+  const folds = stratifiedFolds(train.labels, count, options.seed ?? 0);
+  const splits = foldSplits(train, folds, count);
+  const resolved = { ...options, numClasses };
+  let alpha: Float32Array = new Float32Array(train.labels.length).fill(1);
+  let fits: HeadFit[] = [];
+  const trajectory: CrossFitStep[] = [];
+  const record = (entry: Omit<CrossFitStep, "essMin" | "alpha">) => {
+    const ess = Array.from(effectiveSampleSizes(alpha, train.labels, numClasses)).filter(Number.isFinite);
+    const full: CrossFitStep = { ...entry, alpha, essMin: Math.min(...ess) };
+    trajectory.push(full);
+    options.onStep?.(full);
+  };
+  let stopReason: CrossFitResult["stopReason"] = "outer steps";
+  try {
+    fits = await refitFolds(splits, alpha, [], resolved);
+    let current = await crossFitLoss(splits, fits, alpha, options, true);
+    record({ step: 0, objective: current.value, stepSize: 0, halvings: 0, accepted: true });
+    for (let step = 1; step <= (options.outerSteps ?? 6); step++) {
+      let eta = eta0, halvings = 0, accepted: { alpha: Float32Array; fits: HeadFit[] } | undefined;
+      for (; halvings <= (options.maxHalvings ?? 4); halvings++, eta /= 2) {
+        const candidate = constrainedStep(alpha, current.gradient!, train.labels, numClasses, eta, rho);
+        const trialFits = await refitFolds(splits, candidate, fits, resolved);
+        if ((await crossFitLoss(splits, trialFits, candidate, options, false)).value < current.value) {
+          accepted = { alpha: candidate, fits: trialFits };
+          break;
+        }
+        trialFits.forEach(disposeHead);
+      }
+      if (!accepted) {
+        record({ step, objective: current.value, stepSize: 0, halvings, accepted: false });
+        stopReason = "no descent step";
+        break;
+      }
+      fits.forEach(disposeHead);
+      ({ alpha, fits } = accepted);
+      current = await crossFitLoss(splits, fits, alpha, options, true);
+      record({ step, objective: current.value, stepSize: eta, halvings, accepted: true });
+    }
+  } finally {
+    fits.forEach(disposeHead);
+    splits.dispose();
+  }
+  return { trajectory, folds, stopReason };
+}

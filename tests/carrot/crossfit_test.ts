@@ -1,0 +1,179 @@
+import * as tf from "@tensorflow/tfjs";
+import assert from "node:assert/strict";
+import { selectBackend } from "../../lib/backend.ts";
+import { crossFitObjective, crossFitReweight, stratifiedFolds } from "../../lib/carrot/crossfit.ts";
+import { carrotReweight } from "../../lib/carrot/carrot.ts";
+import { selectWeighting } from "../../lib/carrot/selection.ts";
+import { disposeHead } from "../../lib/carrot/head.ts";
+import { effectiveSampleSizes } from "../../lib/carrot/reweight.ts";
+import { makeFineGrainedFeatures } from "../../lib/data/synthetic_features.ts";
+import { Random } from "../../lib/random.ts";
+
+await selectBackend("wasm", { threads: 1, quiet: true });
+
+const small = (
+  seed: number,
+  rate: number,
+  options: { val?: number; shortcut?: number; train?: number } = {},
+) =>
+  makeFineGrainedFeatures({
+    numClasses: 8,
+    groups: 2,
+    dim: 16,
+    perClass: { train: options.train ?? 25, val: options.val ?? 10, test: 40 },
+    labelNoise: { rate },
+    shortcut: { rate: options.shortcut ?? 0.1 },
+    seed,
+  });
+
+const dispose = (data: ReturnType<typeof small>) =>
+  tf.dispose([data.train.features, data.val.features, data.test.features]);
+
+const relMax = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+  let num = 0, den = 0;
+  for (let i = 0; i < a.length; i++) {
+    [num, den] = [Math.max(num, Math.abs(a[i] - b[i])), Math.max(den, Math.abs(b[i]))];
+  }
+  return num / den;
+};
+
+Deno.test("stratifiedFolds() balances every class over the folds and is seeded", () => {
+  const labels = Int32Array.from({ length: 103 }, (_, i) => i % 7);
+  const folds = stratifiedFolds(labels, 4, 3);
+  for (let c = 0; c < 7; c++) {
+    const sizes = [0, 0, 0, 0];
+    labels.forEach((y, i) => y === c && sizes[folds[i]]++);
+    assert.ok(Math.max(...sizes) - Math.min(...sizes) <= 1, `class ${c}: fold sizes ${sizes}`);
+  }
+  const total = [0, 0, 0, 0];
+  folds.forEach((f) => total[f]++);
+  assert.ok(Math.max(...total) - Math.min(...total) <= 1, `fold sizes ${total}`);
+  assert.deepEqual(stratifiedFolds(labels, 4, 3), folds);
+  assert.notDeepEqual(stratifiedFolds(labels, 4, 4), folds);
+  assert.throws(() => stratifiedFolds(labels, 1, 0), RangeError);
+});
+
+Deno.test("crossFitObjective(): ∂L_cf/∂α matches central finite differences with refits (both weightings)", async () => {
+  const data = small(5, 0.3, { train: 15 });
+  const rng = new Random(9), n = data.train.labels.length;
+  const alpha = Float32Array.from({ length: n }, () => 0.5 + rng.uniform());
+  const indices = [0, 17, 42, 101];
+  const options = { lambda: 1, numClasses: 8, folds: 3, tol: 1e-7, cgTol: 1e-8 };
+  for (const heldOutWeighting of ["uniform", "self"] as const) {
+    const at = await crossFitObjective(data.train, alpha, { ...options, heldOutWeighting });
+    const step = 0.05, fd: number[] = [];
+    for (const i of indices) {
+      const plus = Float32Array.from(alpha), minus = Float32Array.from(alpha);
+      plus[i] += step;
+      minus[i] -= step;
+      const [up, down] = [
+        await crossFitObjective(data.train, plus, { ...options, heldOutWeighting }),
+        await crossFitObjective(data.train, minus, { ...options, heldOutWeighting }),
+      ];
+      fd.push((up.value - down.value) / (2 * step));
+    }
+    const picked = indices.map((i) => at.gradient[i]);
+    assert.ok(relMax(picked, fd) < 2e-2, `${heldOutWeighting}: ${picked} vs finite differences ${fd}`);
+  }
+  dispose(data);
+});
+
+Deno.test("crossFitReweight(): L_cf non-increasing over accepted steps; α ≥ 0, class masses and ESS ≥ ρ at every step", async () => {
+  const data = small(2, 0.3), k = 8, rho = 0.4;
+  const before = tf.memory().numTensors;
+  for (const heldOutWeighting of ["uniform", "self"] as const) {
+    const run = await crossFitReweight(data.train, {
+      lambda: 1,
+      numClasses: k,
+      folds: 3,
+      rho,
+      outerSteps: 5,
+      heldOutWeighting,
+    });
+    assert.equal(run.trajectory[0].step, 0);
+    assert.ok(run.trajectory.slice(1).some((e) => e.accepted), `${heldOutWeighting}: no step accepted`);
+    for (let s = 1; s < run.trajectory.length; s++) {
+      const [previous, entry] = [run.trajectory[s - 1], run.trajectory[s]];
+      assert.ok(entry.objective <= previous.objective, `${heldOutWeighting} step ${s}: L_cf increased`);
+      const alpha = entry.alpha;
+      assert.ok(alpha.every((a) => a >= 0));
+      const mass = new Float64Array(k), count = new Float64Array(k);
+      data.train.labels.forEach((c, i) => [mass[c], count[c]] = [mass[c] + alpha[i], count[c] + 1]);
+      for (let c = 0; c < k; c++) {
+        assert.ok(Math.abs(mass[c] - count[c]) < 1e-3 * count[c], `mass of class ${c}`);
+      }
+      const ess = effectiveSampleSizes(alpha, data.train.labels, k);
+      assert.ok(ess.every((e) => e >= rho - 1e-4), `step ${s}: ESS ${Math.min(...ess)} < ρ`);
+    }
+  }
+  assert.equal(tf.memory().numTensors, before, "tensors leaked");
+  dispose(data);
+});
+
+Deno.test("carrotReweight(): falls back to α = 1 without harmful points, keeps the reweighting at noise 0.4", async () => {
+  // 10 classes in 2 groups, d = 16, 20 training images per class: with clean labels, no shortcut and 30 validation
+  // images per class nothing is harmful; at 40% within-group label noise the flipped labels are
+  const problem = (rate: number, shortcut: number, val: number) =>
+    makeFineGrainedFeatures({
+      numClasses: 10,
+      groups: 2,
+      dim: 16,
+      perClass: { train: 20, val, test: 30 },
+      labelNoise: { rate },
+      shortcut: { rate: shortcut },
+      seed: 3,
+    });
+  const before = tf.memory().numTensors;
+  const clean = problem(0, 0, 30);
+  const cleanRun = await carrotReweight(clean.train, clean.val, { numClasses: 10, folds: 3 });
+  assert.ok(cleanRun.selection.fallback, `no harmful points, yet: ${cleanRun.selection.reason}`);
+  assert.ok(cleanRun.alpha.every((a) => a === 1));
+  assert.match(cleanRun.selection.reason, /α ≡ 1/);
+  disposeHead(cleanRun.fit);
+  dispose(clean);
+  const noisy = problem(0.4, 0.1, 10);
+  const noisyRun = await carrotReweight(noisy.train, noisy.val, { numClasses: 10, folds: 3 });
+  assert.ok(!noisyRun.selection.fallback, `noise 0.4, yet: ${noisyRun.selection.reason}`);
+  assert.ok(noisyRun.selection.gain > noisyRun.selection.standardError);
+  let mislabeled = 0, kept = 0, count = 0;
+  noisyRun.alpha.forEach((a, i) => noisy.train.mislabeled[i] ? (mislabeled += a, count++) : (kept += a));
+  assert.ok(
+    mislabeled / count < kept / (noisyRun.alpha.length - count),
+    "mislabelled points were not down-weighted on average",
+  );
+  assert.ok(Number.isFinite(noisyRun.temperature) && noisyRun.temperature > 0);
+  disposeHead(noisyRun.fit);
+  dispose(noisy);
+  assert.equal(tf.memory().numTensors, before, "tensors leaked");
+});
+
+Deno.test("selectWeighting(): the fallback rule is the paired one-s.e. test; bad inputs are refused", async () => {
+  const data = small(4, 0.4, { val: 6 });
+  const n = data.train.labels.length;
+  const ones = new Float32Array(n).fill(1);
+  const drop = Float32Array.from(data.train.mislabeled, (m) => 1 - m); // the oracle: removes every flipped label
+  const scaled = Float32Array.from(drop); // the same α again: a tie never replaces the earlier candidate
+  const result = await selectWeighting(data.train, data.val, [
+    { alpha: ones, label: { step: 0 } },
+    { alpha: drop, label: { step: 1 } },
+    { alpha: scaled, label: { step: 2 } },
+  ], { lambda: 3, numClasses: 8 });
+  assert.equal(result.rows.length, 3);
+  assert.equal(result.best, 1);
+  assert.equal(result.fallback, !(result.gain > result.standardError));
+  assert.equal(result.chosen, result.fallback ? 0 : 1);
+  assert.ok(result.gain > 0, `the oracle should lower the calibrated validation loss: ${result.reason}`);
+  assert.ok(result.rows.every((r) => Number.isFinite(r.valLoss) && r.temperature > 0));
+  disposeHead(result.fit);
+  await assert.rejects(
+    () => selectWeighting(data.train, data.val, [{ alpha: drop, label: {} }], { lambda: 3 }),
+    /candidate 0 must be α ≡ 1/,
+  );
+  const empty = { features: tf.zeros([0, 16]) as tf.Tensor2D, labels: new Int32Array(0) };
+  await assert.rejects(
+    () => selectWeighting(data.train, empty, [{ alpha: ones, label: {} }], { lambda: 3 }),
+    /validation split is empty/,
+  );
+  empty.features.dispose();
+  dispose(data);
+});
