@@ -245,8 +245,10 @@ export {
 } from "./lib/data/synthbirds.ts";
 export {
   type Consistency,
+  type ConsistencyForm,
   consistencyFromKernel,
   consistencyKernel,
+  type ConsistencyOptions,
   consistencyRegularizer,
 } from "./lib/carrot/consistency.ts";
 export {

@@ -9,6 +9,7 @@
  *     images per class — seed 0 only: one seed of all five rows takes tens of minutes on 2 cores;
  *   - the SynthBirds default task (the `vit_tiny_synth` features of `deno task train`, its split per seed);
  *   - seeds 0, 1, 2 everywhere else; rows ERM, CARROT's default, the original RRO, small-loss filtering, one-step L2RW.
+ * Then the consistency cells (`consistencyCells`): CARROT with and without the consistency term.
  * Columns: test top-1 mean ± std, ECE before and after temperature scaling (T fitted on val per method), NLL after
  * T, CARROT − ERM (mean ± std of the per-seed difference) and how often CARROT's selection fell back to α = 1.
  *
@@ -19,10 +20,10 @@
 import * as tf from "@tensorflow/tfjs";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { mkdirSync, renameSync, writeFileSync } from "node:fs";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import {
   type ExperimentData,
+  type ExperimentMethod,
   type ExperimentRow,
   robustnessMethods,
   runExperiment,
@@ -42,6 +43,8 @@ interface Cell {
   data: (seed: number) => Promise<ExperimentData> | ExperimentData;
   /** Seeds of this cell when they differ from the grid's. */
   seeds?: number[];
+  /** Rows of this cell when they differ from the grid's. */
+  methods?: readonly ExperimentMethod[];
   release?: () => void;
 }
 
@@ -63,6 +66,24 @@ export interface RobustnessCell {
 const RESULTS = fileURLToPath(new URL("results/robustness", import.meta.url));
 
 const resultPath = (id: string) => `${RESULTS}/${id.replaceAll("/", "_")}.json`;
+
+/**
+ * Does the consistency term earn its place? CARROT with γ ∈ {0, 10} ("own-class" form, paths per γ, selection
+ * picks) against CARROT with γ = 0, at noise 0.2 and 0.4 with 5 and 30 validation images per class.
+ */
+function consistencyCells(): Cell[] {
+  return [0.2, 0.4].flatMap((noise) =>
+    [5, 30].map((v) => ({
+      id: `consistency/synthetic/noise=${noise}/val=${v}`,
+      features: "synthetic defaults",
+      noise,
+      valPerClass: v,
+      methods: ["erm", "carrot", "carrot-consistency"] as const,
+      data: (seed: number) =>
+        makeFineGrainedFeatures({ seed, labelNoise: { rate: noise }, perClass: { val: v } }),
+    }))
+  );
+}
 
 function syntheticCells(): Cell[] {
   const cells: Cell[] = [];
@@ -184,16 +205,18 @@ export interface RobustnessOptions {
   shard?: string;
 }
 
+const allCells = () => [...syntheticCells(), synthBirdsCell(), ...consistencyCells()];
+
 /** The cells stored so far, in grid order (for the README and notebook 04, without running anything). */
 export function storedRobustnessCells(): RobustnessCell[] {
-  return [...syntheticCells(), synthBirdsCell()].map((c) => loadResult(c.id, false)).filter((
+  return allCells().map((c) => loadResult(c.id, false)).filter((
     c,
   ): c is RobustnessCell => c !== undefined);
 }
 
 /** Runs (or resumes) the grid and prints the table of every stored cell; returns those cells. */
 export async function benchRobustness(options: RobustnessOptions = {}): Promise<RobustnessCell[]> {
-  const cells = [...syntheticCells(), synthBirdsCell()];
+  const cells = allCells();
   const [shard, shards] = (options.shard ?? "0/1").split("/").map(Number);
   if (!(shards >= 1 && shard >= 0 && shard < shards)) {
     throw new RangeError(`bench robustness: --shard must be i/n with 0 ≤ i < n, got ${options.shard}`);
@@ -207,7 +230,7 @@ export async function benchRobustness(options: RobustnessOptions = {}): Promise<
     const start = performance.now();
     const rows = await runExperiment({
       data: cell.data,
-      methods: robustnessMethods,
+      methods: cell.methods ?? robustnessMethods,
       seeds: options.seeds ?? cell.seeds,
       onRun: (seed, method, m, s, details) =>
         log(

@@ -1,6 +1,6 @@
 /**
  * `deno task bench [suite…]`: CARROT's benchmarks. Suites: head, influence, agreement, backbone, experiment,
- * debugging, reweight, robustness (default: all but robustness, which takes about an hour; `--only <cell>` and
+ * debugging, reweight, consistency (why the consistency term hurt), robustness (default: all but robustness, which takes about an hour; `--only <cell>` and
  * `--fresh` steer it). Each prints throughput and the
  * ratio to the reference figures in `../shared/REFERENCE.md`; rerun those baselines side by side when comparing,
  * since this machine type drifts 2–3× (REFERENCE.md).
@@ -15,6 +15,7 @@ import { benchAgreement } from "../bench/agreement.ts";
 import { benchDebugging, benchExperiment } from "../bench/experiment.ts";
 import { benchReweight } from "../bench/reweight.ts";
 import { benchRobustness } from "../bench/robustness.ts";
+import { benchConsistency } from "../bench/consistency.ts";
 
 interface SuiteOptions {
   dump?: string;
@@ -31,6 +32,7 @@ const suites: Record<string, (options: SuiteOptions) => Promise<void>> = {
   experiment: benchExperiment,
   debugging: benchDebugging,
   reweight: benchReweight,
+  consistency: benchConsistency,
   robustness: async (options) => {
     await benchRobustness(options);
   },

@@ -122,6 +122,7 @@ export async function carrotReweight(
       const run = await crossFitReweight(train, {
         ...options,
         ...path,
+        consistency: options.consistency ?? { form: "own-class" },
         lambda: tuned.lambda,
         numClasses,
         outerSteps: options.outerSteps ?? 6,

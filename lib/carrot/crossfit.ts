@@ -15,13 +15,19 @@
  * clean majority of its observed class, so the expected gradient keeps its sign (it is the influence on a noisy
  * but unbiased-in-argmax risk); the validation set is left to *select* and to *veto* (`selection.ts`).
  *
- * Held-out weights w. "uniform" (w = 1) makes L_cf a fixed function of α: accepted steps decrease it
- * monotonically. "alpha" (w_j = α_j of the current iterate, held constant within a step) trusts held-out points as
- * much as the head does — a majorise-style surrogate that stops mislabelled held-out points from voting for the
- * points that agree with them; each step still decreases the surrogate it was taken on.
+ * Held-out weights w. "uniform" (w = 1): L_cf is the plain cross-fitted loss. Its optimum still leaves weight on
+ * noisy points, because their held-out copies (noisy too) reward a head that fits the noise. "self" (w = α, and
+ * differentiated as such): a held-out point counts as much as the training set trusts it, so a mislabelled held-out
+ * point that its fold head cannot predict is itself down-weighted and stops voting for the training points that
+ * agree with it. The derivative in its own weight is its out-of-fold loss against the fold mean — the
+ * cross-validated small-loss signal — added to the influence of the training points on the others. Both are fixed
+ * functions of α, so accepted steps decrease L_cf monotonically. Self-weighting cleans harder but, at heavy noise,
+ * can concentrate a class's mass on its easiest points; CARROT runs both paths and lets the selection choose.
  *
  * Gradient (Theorem B per fold, one CG solve each): with g^{(k)} = ∂L_k/∂α on the training part of fold k,
- *   ∂L_cf/∂α_i = (1/F) Σ_{k : i∉k} g^{(k)}_i,   g^{(k)}_i = −(p_i − e_{y_i})ᵀ H_{−k}⁻¹ ∇_W L_k h_i   (at W*_{−k}).
+ *   ∂L_cf/∂α_i = (1/F) Σ_{k : i∉k} g^{(k)}_i  [+ (1/F)(ℓ_i − L_{k(i)}) / Σ_{j∈k(i)} α_j  for "self"],
+ *   g^{(k)}_i = −(p_i − e_{y_i})ᵀ H_{−k}⁻¹ ∇_W L_k h_i   (at W*_{−k}, ∇_W L_k of the w-weighted fold loss),
+ * where k(i) is i's own fold. `crossFitObjective` exposes L_cf and this gradient for finite-difference checks.
  *
  * The step is RRO's (`constrainedStep`: exponentiated gradient per class, class masses kept, ESS floor ρ) with
  * backtracking on L_cf; every fold head is warm-started from its previous fit (weights and L-BFGS curvature).
@@ -57,7 +63,7 @@ export interface CrossFitOptions {
   heldOutWeighting?: HeldOutWeighting;
   /** Weight γ ≥ 0 of the consistency regulariser, evaluated per fold on the held-out points (default 0). */
   gamma?: number;
-  /** Options of that regulariser (`consistency.ts`). */
+  /** Options of that regulariser (`consistency.ts`; `carrotReweight` defaults to the "own-class" form). */
   consistency?: ConsistencyOptions;
   /**
    * Relative-gradient tolerance of every fold refit (default 1e-5: the held-out losses compared by the line search

@@ -6,6 +6,8 @@
  *   erm                     α = 1;
  *   carrot                  CARROT's default (`carrot.ts`): cross-fitted influence descent on the training set,
  *                           honest selection on val with the fallback to α = 1;
+ *   carrot-consistency      the same with the "own-class" consistency term (`consistency.ts`) as extra paths:
+ *                           γ ∈ {0, 10} × both held-out weightings, the selection picks γ with the step;
  *   rro                     the original RRO (`reweight.ts`): L_val itself as the outer objective, exact influence
  *                           estimator, ESS floor ρ = 0.5, γ = 0 (what `deno task train` shipped before CARROT's
  *                           default);
@@ -26,7 +28,7 @@ import type { LabeledFeatures } from "./labeled_features.ts";
 import { disposeHead, fitHead, type HeadFit, headProbabilities } from "./head.ts";
 import { meanLossGradient } from "./influence.ts";
 import { reweight, type ReweightOptions } from "./reweight.ts";
-import { type CarrotOptions, carrotReweight } from "./carrot.ts";
+import { type CarrotOptions, carrotReweight, defaultCarrotPaths } from "./carrot.ts";
 import { evaluateHeadWithTemperature, fitTemperature } from "./temperature.ts";
 import { tuneLambda } from "./lambda.ts";
 import { evaluateHead, type Metrics } from "./metrics.ts";
@@ -37,6 +39,7 @@ import { meanStd } from "../stats.ts";
 export type ExperimentMethod =
   | "erm"
   | "carrot"
+  | "carrot-consistency"
   | "rro"
   | "rro-consistency"
   | "rro-no-ess"
@@ -50,6 +53,7 @@ export type ExperimentMethod =
 export const experimentMethods: readonly ExperimentMethod[] = [
   "erm",
   "carrot",
+  "carrot-consistency",
   "rro",
   "rro-consistency",
   "rro-no-ess",
@@ -105,7 +109,7 @@ export interface ExperimentRow {
   runs: Metrics[];
   /** Per-seed metrics after temperature scaling fitted on val. */
   calibratedRuns: Metrics[];
-  /** Per-seed selection of the carrot row (empty for the others). */
+  /** Per-seed selection of the carrot rows (empty for the others). */
   details: CarrotSeedDetails[];
   /** Top-1 accuracy, mean ± std over seeds. */
   accuracy: { mean: number; std: number };
@@ -136,6 +140,13 @@ export interface CarrotSeedDetails {
   /** The selection's sentence. */
   reason: string;
 }
+
+const consistencyPaths: CarrotOptions = {
+  paths: [0, 10].flatMap((gamma) =>
+    defaultCarrotPaths.map((path) => ({ heldOutWeighting: path.heldOutWeighting, gamma }))
+  ),
+  consistency: { form: "own-class" },
+};
 
 const rroOptions: Record<string, ReweightOptions> = {
   "rro": { estimator: "influence", rho: 0.5, gamma: 0 },
@@ -211,8 +222,9 @@ export async function runExperiment(options: ExperimentOptions): Promise<Experim
         const start = performance.now();
         let fit: HeadFit, details: CarrotSeedDetails | undefined;
         if (method === "erm") fit = erm;
-        else if (method === "carrot") {
+        else if (method === "carrot" || method === "carrot-consistency") {
           const result = await carrotReweight(data.train, data.val, {
+            ...(method === "carrot-consistency" ? consistencyPaths : {}),
             ...options.carrot,
             lambda: tuned.lambda,
             numClasses: erm.numClasses,

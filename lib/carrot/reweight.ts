@@ -33,7 +33,7 @@ import { disposeHead, fitHead, type HeadFit } from "./head.ts";
 import { validationAlphaGradient } from "./influence.ts";
 import { disposeCheckpoints, tracInValidation, trainTracInCheckpoints } from "./tracin.ts";
 import { trakScores } from "./trak.ts";
-import { consistencyRegularizer } from "./consistency.ts";
+import { type ConsistencyOptions, consistencyRegularizer } from "./consistency.ts";
 import { evaluateHead } from "./metrics.ts";
 import { tuneLambda } from "./lambda.ts";
 
@@ -56,6 +56,8 @@ export interface ReweightOptions {
   rho?: number;
   /** Weight γ ≥ 0 of the consistency regulariser (default 0). */
   gamma?: number;
+  /** Options of that regulariser (default its "pairwise" form; see `consistency.ts` for why "own-class"). */
+  consistency?: ConsistencyOptions;
   /** Outer steps (default 20). */
   outerSteps?: number;
   /** Stop after this many accepted steps in a row that improve F by < 1e-6 relative (default 3). */
@@ -198,7 +200,9 @@ async function evaluateObjective(
 ): Promise<{ valLoss: number; valAccuracy: number; objective: number; gradient?: Float32Array }> {
   const gamma = options.gamma ?? 0;
   const metrics = await evaluateHead(fit, val);
-  const consistency = gamma > 0 ? await consistencyRegularizer(fit, train, val) : undefined;
+  const consistency = gamma > 0
+    ? await consistencyRegularizer(fit, train, val, options.consistency)
+    : undefined;
   let gradient = withGradient ? await estimateGradient(fit, train, val, options) : undefined;
   if (gradient && consistency) gradient = gradient.map((v, i) => v + gamma * consistency.gradient[i]);
   return {

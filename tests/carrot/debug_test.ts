@@ -137,14 +137,19 @@ Deno.test("faithfulness(): removing top supporters beats random removal; keeping
 Deno.test("runExperiment(): rows per method with mean ± std over seeds, markdown table", async () => {
   const rows = await runExperiment({
     data: (seed) => small(seed),
-    methods: ["erm", "carrot", "small-loss", "l2rw"],
+    methods: ["erm", "carrot", "rro", "small-loss", "l2rw"],
     seeds: [0, 1],
     lambdaGrid: [1, 10],
     reweight: { outerSteps: 3 },
+    carrot: { outerSteps: 2, folds: 3 },
   });
-  assert.deepEqual(rows.map((r) => r.method), ["erm", "carrot", "small-loss", "l2rw"]);
+  assert.deepEqual(rows.map((r) => r.method), ["erm", "carrot", "rro", "small-loss", "l2rw"]);
   for (const r of rows) {
     assert.equal(r.runs.length, 2);
+    assert.equal(r.calibratedRuns.length, 2);
+    // temperature scaling keeps every argmax
+    r.runs.forEach((m, s) => assert.equal(r.calibratedRuns[s].accuracy, m.accuracy));
+    assert.equal(r.details.length, r.method === "carrot" ? 2 : 0);
     const mean = (r.runs[0].accuracy + r.runs[1].accuracy) / 2;
     assertClose(r.accuracy.mean, mean, { atol: 1e-12 });
     assertClose(r.accuracy.std, Math.abs(r.runs[0].accuracy - r.runs[1].accuracy) / Math.SQRT2, {
@@ -153,5 +158,6 @@ Deno.test("runExperiment(): rows per method with mean ± std over seeds, markdow
   }
   const table = experimentTable(rows);
   assert.match(table, /^\| method \| top-1/);
-  assert.equal(table.split("\n").length, 6);
+  assert.equal(table.split("\n").length, 7);
+  for (const d of rows[1].details) assert.equal(d.fallback, d.chosen.step === 0);
 });
