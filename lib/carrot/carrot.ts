@@ -125,6 +125,7 @@ export async function carrotReweight(
         consistency: options.consistency ?? { form: "own-class" },
         lambda: tuned.lambda,
         numClasses,
+        init: erm.weights,
         outerSteps: options.outerSteps ?? 6,
         onStep: (entry) => options.onStep?.(path, entry),
       });

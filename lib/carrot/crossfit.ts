@@ -74,6 +74,8 @@ export interface CrossFitOptions {
   cgTol?: number;
   /** Seed of the fold assignment (default 0). */
   seed?: number;
+  /** Warm start of the first fold fits, e.g. the ERM head on all of train `[K, d+1]` (not consumed; default 0). */
+  init?: tf.Tensor2D;
   /** Called after every outer step with its trajectory entry. */
   onStep?: (entry: CrossFitStep) => void;
 }
@@ -154,7 +156,7 @@ function foldSplits(train: LabeledFeatures, folds: Int32Array, count: number): F
 async function refitFolds(
   splits: FoldSplits,
   alpha: Float32Array,
-  previous: readonly HeadFit[],
+  previous: readonly (HeadFit | tf.Tensor2D | undefined)[],
   options: CrossFitOptions & { numClasses: number },
 ): Promise<HeadFit[]> {
   const fits: HeadFit[] = [];
@@ -249,10 +251,14 @@ export async function crossFitObjective(
   const numClasses = options.numClasses ?? Math.max(...train.labels) + 1, count = options.folds ?? 5;
   const folds = stratifiedFolds(train.labels, count, options.seed ?? 0);
   const splits = foldSplits(train, folds, count);
-  const fits = await refitFolds(splits, alpha, [], { ...options, numClasses }).catch((error) => {
-    splits.dispose();
-    throw error;
-  });
+  const fits = await refitFolds(splits, alpha, splits.parts.map(() => options.init), {
+    ...options,
+    numClasses,
+  })
+    .catch((error) => {
+      splits.dispose();
+      throw error;
+    });
   try {
     const { value, gradient } = await crossFitLoss(splits, fits, alpha, options, true);
     return { value, gradient: gradient!, folds };
@@ -288,7 +294,7 @@ export async function crossFitReweight(
   };
   let stopReason: CrossFitResult["stopReason"] = "outer steps";
   try {
-    fits = await refitFolds(splits, alpha, [], resolved);
+    fits = await refitFolds(splits, alpha, splits.parts.map(() => options.init), resolved);
     let current = await crossFitLoss(splits, fits, alpha, options, true);
     record({ step: 0, objective: current.value, stepSize: 0, halvings: 0, accepted: true });
     for (let step = 1; step <= (options.outerSteps ?? 6); step++) {

@@ -114,7 +114,9 @@ export async function faithfulness(
       init: fit,
       tol: options.tol,
     });
-    const row = (await predictionsAt(refit, points.features.slice([j, 0], [1, -1])))[0];
+    const point = points.features.slice([j, 0], [1, -1]) as tf.Tensor2D;
+    const row = (await predictionsAt(refit, point))[0];
+    point.dispose();
     disposeHead(refit);
     return row;
   };

@@ -12,6 +12,7 @@
  * which test failed with the numbers. With m validation points the noise shrinks as 1/√m: the evidence required
  * follows the amount of validation data, so a tiny validation set falls back unless the gain is large.
  */
+import type * as tf from "@tensorflow/tfjs";
 import type { LabeledFeatures } from "./labeled_features.ts";
 import { disposeHead, fitHead, type HeadFit, headLogits } from "./head.ts";
 import { fitTemperatureFromLogits } from "./temperature.ts";
@@ -115,14 +116,24 @@ export async function selectWeighting(
     throw new RangeError("selectWeighting: candidate 0 must be α ≡ 1 (the ERM fallback)");
   }
   const z = options.z ?? 1;
-  const fitAt = (alpha: Float32Array) =>
-    fitHead(train, {
+  // each refit starts from the ERM head or from the previous candidate's, whichever α is closer in L1
+  // (consecutive steps of a path are close): the same optimum, fewer iterations
+  let previous: { alpha: Float32Array; weights: tf.Tensor2D } | undefined;
+  const fitAt = async (alpha: Float32Array) => {
+    const distance = (a: Float32Array, b?: Float32Array) =>
+      a.reduce((s, v, i) => s + Math.abs(v - (b ? b[i] : 1)), 0);
+    const fromPrevious = previous && distance(alpha, previous.alpha) < distance(alpha);
+    const fit = await fitHead(train, {
       lambda: options.lambda,
       alpha,
       numClasses: options.numClasses,
-      init: options.erm?.weights,
+      init: fromPrevious ? previous!.weights : options.erm?.weights,
       tol: options.tol,
     });
+    previous?.weights.dispose();
+    previous = { alpha, weights: fit.weights.clone() };
+    return fit;
+  };
   const rows: SelectionRow[] = [];
   let bestIndex = 0, bestLosses: Float64Array | undefined, ermLosses: Float64Array | undefined;
   let bestFit: HeadFit | undefined, ermFit: HeadFit | undefined;
@@ -148,6 +159,8 @@ export async function selectWeighting(
   } catch (error) {
     for (const fit of new Set([bestFit, ermFit])) if (fit && fit !== options.erm) disposeHead(fit);
     throw error;
+  } finally {
+    previous?.weights.dispose();
   }
   const differences = ermLosses!.map((v, j) => v - bestLosses![j]);
   const gain = differences.reduce((s, v) => s + v, 0) / m;
@@ -179,7 +192,16 @@ export async function selectWeighting(
     standardError,
     reason,
     rows,
-    fit: fit === options.erm ? await fitAt(candidates[0].alpha) : fit,
+    // the caller owns the returned head: a copy of the ERM head it passed in (its own optimum: no iterations)
+    fit: fit === options.erm
+      ? await fitHead(train, {
+        lambda: options.lambda,
+        alpha: candidates[0].alpha,
+        numClasses: options.numClasses,
+        init: fit,
+        tol: options.tol,
+      })
+      : fit,
     temperature: accept ? bestTemperature : ermTemperature,
   };
 }

@@ -94,7 +94,7 @@ export interface TrainConfig {
   gammas: number[];
   /** Step η (default: the method's, 3 for carrot, 1 for rro). */
   stepSize?: number;
-  /** Outer steps (default: the method's, 6 per path for carrot, 20 for rro). */
+  /** Outer steps (default 4 per path for carrot — `carrotReweight`'s is 6 — and 20 for rro). */
   outerSteps?: number;
   /** Folds of CARROT's cross-fitted objective. */
   folds: number;
@@ -329,7 +329,7 @@ async function reweightSeed(
   const paths = config.gammas.flatMap((gamma) =>
     defaultCarrotPaths.map((p) => ({ heldOutWeighting: p.heldOutWeighting, gamma }))
   );
-  const outerSteps = config.outerSteps ?? 6, rho = config.rho ?? 0.3, stepSize = config.stepSize ?? 3;
+  const outerSteps = config.outerSteps ?? 4, rho = config.rho ?? 0.3, stepSize = config.stepSize ?? 3;
   const run = await withProgress("  CARROT", "step", (onProgress) => {
     let done = 0;
     return carrotReweight(train, val, {
