@@ -179,8 +179,9 @@ function saveResult(cell: RobustnessCell): void {
   renameSync(`${path}.tmp`, path);
 }
 
-const pct = (s: { mean: number; std: number }) =>
-  `${(100 * s.mean).toFixed(1)} ± ${(100 * s.std).toFixed(1)}`;
+/** "mean ± std" in %, or the single value when the cell has one seed (no std to report). */
+const pct = (s: { mean: number; std: number }, seeds: number) =>
+  seeds > 1 ? `${(100 * s.mean).toFixed(1)} ± ${(100 * s.std).toFixed(1)}` : (100 * s.mean).toFixed(1);
 
 /** The stored cells as one markdown table (every cell, every method, including the losing ones). */
 export function robustnessTable(cells: readonly RobustnessCell[]): string {
@@ -193,17 +194,21 @@ export function robustnessTable(cells: readonly RobustnessCell[]): string {
     const erm = cell.rows.find((r) => r.method === "erm")!;
     for (const row of cell.rows) {
       const diff = row.runs.map((m, s) => 100 * (m.accuracy - erm.runs[s].accuracy));
-      const d = diff.length > 1 ? meanStd(diff) : { mean: diff[0], std: 0 };
+      const seeds = diff.length, d = seeds > 1 ? meanStd(diff) : { mean: diff[0], std: 0 };
+      const signed = `${d.mean >= 0 ? "+" : ""}${d.mean.toFixed(1)}${
+        seeds > 1 ? ` ± ${d.std.toFixed(1)}` : ""
+      }`;
       const fallbacks = row.details.length > 0
         ? `${row.details.filter((x) => x.fallback).length}/${row.details.length}`
         : "";
       lines.push(
-        `| ${cell.features} | ${cell.noise} | ${cell.valPerClass} | ${row.method} | ${pct(row.accuracy)} | ` +
-          `${pct(row.ece)} | ${pct(row.eceCalibrated)} | ${row.nllCalibrated.mean.toFixed(3)} | ` +
-          `${
-            row.method === "erm" ? "" : `${d.mean >= 0 ? "+" : ""}${d.mean.toFixed(1)} ± ${d.std.toFixed(1)}`
+        `| ${cell.features} | ${cell.noise} | ${cell.valPerClass} | ${row.method} | ${
+          pct(row.accuracy, seeds)
+        } | ` +
+          `${pct(row.ece, seeds)} | ${pct(row.eceCalibrated, seeds)} | ${
+            row.nllCalibrated.mean.toFixed(3)
           } | ` +
-          `${fallbacks} |`,
+          `${row.method === "erm" ? "" : signed} | ${fallbacks} |`,
       );
     }
   }
