@@ -2,12 +2,12 @@
  * CARROT's default reweighting: cross-fitted influence descent, honest selection, fallback, calibration.
  *
  *   1. λ: tuned on val for the ERM head (α ≡ 1), as the ERM baseline does (`lambda.ts`), and shared.
- *   2. Trajectories: for each path (held-out weighting, γ) of `paths`, minimise the self-weighted cross-fitted held-out loss
- *        L_cf(α) = (1/F) Σ_k Σ_{j∈k} α_j ℓ_j(W*_{−k}(α)) / Σ_{j∈k} α_j  (+ γ R(α))
+ *   2. Trajectories: for each path (held-out weighting w, γ) of `paths`, minimise the cross-fitted held-out loss
+ *        L_cf(α) = (1/F) Σ_k Σ_{j∈k} w_j ℓ_j(W*_{−k}(α)) / Σ_{j∈k} w_j  (+ γ R(α)),   w = 1 or w = α,
  *      over α by exponentiated-gradient steps under the class-mass and ESS constraints (`crossfit.ts`). The
  *      gradient is exact: Theorem B per fold for the dependence through W*_{−k} (how point i, trained on, moves
- *      the held-out losses of the fold it is not in) plus the direct term (ℓ_j − L_k)/Σα of the held-out point
- *      itself (its out-of-fold loss against its fold's mean). No validation point enters the gradient.
+ *      the held-out losses of the fold it is not in) plus, for w = α, the direct term (ℓ_j − L_k)/Σα of the
+ *      held-out point itself (its out-of-fold loss against its fold's mean). No validation point enters it.
  *   3. Selection (`selection.ts`): every accepted step of every trajectory is a candidate; each is refitted on all
  *      of train, temperature-scaled on val and scored by its calibrated validation loss. The best is kept only if
  *      its paired gain over ERM exceeds z standard errors; otherwise α ≡ 1 (fallback), reported with the numbers.
@@ -33,9 +33,11 @@ import { type SelectionCandidate, type SelectionResult, selectWeighting } from "
 import { fitTemperature } from "./temperature.ts";
 
 /** Options of `carrotReweight`, with their defaults (fixed before the robustness grid was run). */
-export interface CarrotOptions
-  extends
-    Omit<CrossFitOptions, "lambda" | "gamma" | "heldOutWeighting" | "onStep" | "numClasses" | "outerSteps"> {
+export interface CarrotOptions extends
+  Omit<
+    CrossFitOptions,
+    "lambda" | "gamma" | "heldOutWeighting" | "onStep" | "numClasses" | "outerSteps" | "init"
+  > {
   /** λ; when absent it is tuned on val for the ERM head over `lambdaGrid`. */
   lambda?: number;
   /** Grid of that tuning (default lambda.ts's). */
