@@ -33,12 +33,13 @@
  * backtracking on L_cf; every fold head is warm-started from its previous fit (weights and L-BFGS curvature).
  */
 import * as tf from "@tensorflow/tfjs";
-import type { LabeledFeatures } from "./labeled_features.ts";
+import { inferNumClasses, type LabeledFeatures } from "./labeled_features.ts";
 import { disposeHead, fitHead, type HeadFit, headLogits } from "./head.ts";
 import { validationAlphaGradient } from "./influence.ts";
 import { type ConsistencyOptions, consistencyRegularizer } from "./consistency.ts";
 import { constrainedStep, effectiveSampleSizes } from "./reweight.ts";
 import { Random } from "../random.ts";
+import { selectRows } from "../split.ts";
 
 /** How the held-out points of a fold are weighted in L_cf (see the module JSDoc). */
 export type HeldOutWeighting = "uniform" | "self";
@@ -130,23 +131,17 @@ export function stratifiedFolds(labels: Int32Array, folds: number, seed: number)
 
 /** The per-fold splits (features gathered once; `dispose` frees them). */
 interface FoldSplits {
-  size: number;
   parts: { inside: Int32Array; heldOut: Int32Array; train: LabeledFeatures; test: LabeledFeatures }[];
   dispose(): void;
 }
 
 function foldSplits(train: LabeledFeatures, folds: Int32Array, count: number): FoldSplits {
-  const rows = (indices: Int32Array): LabeledFeatures => ({
-    features: tf.tidy(() => tf.gather(train.features, tf.tensor1d(indices, "int32")) as tf.Tensor2D),
-    labels: Int32Array.from(indices, (i) => train.labels[i]),
-  });
   const all = Int32Array.from(train.labels.keys());
   const parts = Array.from({ length: count }, (_, k) => {
     const inside = all.filter((i) => folds[i] !== k), heldOut = all.filter((i) => folds[i] === k);
-    return { inside, heldOut, train: rows(inside), test: rows(heldOut) };
+    return { inside, heldOut, train: selectRows(train, inside), test: selectRows(train, heldOut) };
   });
   return {
-    size: train.labels.length,
     parts,
     dispose: () => parts.forEach((p) => tf.dispose([p.train.features, p.test.features])),
   };
@@ -248,7 +243,7 @@ export async function crossFitObjective(
   alpha: Float32Array,
   options: CrossFitOptions,
 ): Promise<{ value: number; gradient: Float32Array; folds: Int32Array }> {
-  const numClasses = options.numClasses ?? Math.max(...train.labels) + 1, count = options.folds ?? 5;
+  const numClasses = options.numClasses ?? inferNumClasses(train.labels), count = options.folds ?? 5;
   const folds = stratifiedFolds(train.labels, count, options.seed ?? 0);
   const splits = foldSplits(train, folds, count);
   const fits = await refitFolds(splits, alpha, splits.parts.map(() => options.init), {
@@ -276,7 +271,7 @@ export async function crossFitReweight(
   train: LabeledFeatures,
   options: CrossFitOptions,
 ): Promise<CrossFitResult> {
-  const numClasses = options.numClasses ?? Math.max(...train.labels) + 1;
+  const numClasses = options.numClasses ?? inferNumClasses(train.labels);
   const count = options.folds ?? 5, rho = options.rho ?? 0.3, eta0 = options.stepSize ?? 3;
   if (!(rho >= 0 && rho <= 1)) throw new RangeError(`crossFitReweight: rho must lie in [0, 1], got ${rho}`);
   if (!(eta0 > 0)) throw new RangeError(`crossFitReweight: stepSize must be > 0, got ${eta0}`);
