@@ -270,6 +270,7 @@ export {
   stratifiedFolds,
 } from "./lib/carrot/crossfit.ts";
 export {
+  CandidateScorer,
   type SelectionCandidate,
   type SelectionOptions,
   type SelectionResult,
@@ -331,6 +332,9 @@ export {
 } from "./lib/pipeline/train.ts";
 export { faithfulness, type FaithfulnessOptions, type FaithfulnessRow } from "./lib/carrot/faithfulness.ts";
 export {
+  type AlphaByTruth,
+  alphaByTruth,
+  type AlphaGroup,
   type DetectionMetrics,
   detectionMetrics,
   fixSuspects,

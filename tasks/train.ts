@@ -59,6 +59,10 @@ const schema = z.object({
   outerSteps: z.coerce.number().int().min(0).optional().describe(
     "outer steps (default 4 per path for carrot — the library default is 6 — and 20 for rro)",
   ),
+  maxOuterSteps: z.coerce.number().int().min(0).optional().describe(
+    "carrot: cap on the steps of a path that keeps running while its last step is the best on val (default " +
+      "3 × outerSteps)",
+  ),
   folds: z.coerce.number().int().min(2).default(3).describe(
     "folds of CARROT's cross-fitted objective (the library default is 5; 3 keeps the default run within 180 s)",
   ),

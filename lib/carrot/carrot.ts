@@ -9,8 +9,10 @@
  *      the held-out losses of the fold it is not in) plus, for w = α, the direct term (ℓ_j − L_k)/Σα of the
  *      held-out point itself (its out-of-fold loss against its fold's mean). No validation point enters it.
  *   3. Selection (`selection.ts`): every accepted step of every trajectory is a candidate; each is refitted on all
- *      of train, temperature-scaled on val and scored by its calibrated validation loss. The best is kept only if
- *      its paired gain over ERM exceeds z standard errors; otherwise α ≡ 1 (fallback), reported with the numbers.
+ *      of train, temperature-scaled on val and scored by its calibrated validation loss. While the best so far is
+ *      the last step of a trajectory, that trajectory runs `outerSteps` more steps (up to `maxOuterSteps`): early
+ *      stopping on val, not a step budget, ends the path. The best is kept only if its paired gain over ERM
+ *      exceeds z standard errors; otherwise α ≡ 1 (fallback), reported with the numbers.
  *   4. Calibration: the returned head carries its temperature fitted on val (ERM's too, in `ermTemperature`).
  *
  * Why this survives small validation sets: the outer objective is estimated on the n training points out of fold
@@ -29,14 +31,14 @@ import {
   type CrossFitStep,
   type HeldOutWeighting,
 } from "./crossfit.ts";
-import { type SelectionCandidate, type SelectionResult, selectWeighting } from "./selection.ts";
+import { CandidateScorer, type SelectionResult } from "./selection.ts";
 import { fitTemperature } from "./temperature.ts";
 
 /** Options of `carrotReweight`, with their defaults (fixed before the robustness grid was run). */
 export interface CarrotOptions extends
   Omit<
     CrossFitOptions,
-    "lambda" | "gamma" | "heldOutWeighting" | "onStep" | "numClasses" | "outerSteps" | "init"
+    "lambda" | "gamma" | "heldOutWeighting" | "onStep" | "numClasses" | "outerSteps" | "init" | "start"
   > {
   /** λ; when absent it is tuned on val for the ERM head over `lambdaGrid`. */
   lambda?: number;
@@ -44,8 +46,13 @@ export interface CarrotOptions extends
   lambdaGrid?: readonly number[];
   /** K (default: inferred from the labels). */
   numClasses?: number;
-  /** Outer steps per trajectory (default 6). */
+  /** Outer steps per trajectory, and per extension of a trajectory (default 6). */
   outerSteps?: number;
+  /**
+   * Cap on the steps of a trajectory (default 3 × outerSteps): while the best candidate on val is the last step of
+   * a trajectory below the cap, that trajectory runs `outerSteps` more steps.
+   */
+  maxOuterSteps?: number;
   /**
    * The trajectories run, each a held-out weighting and a γ; every accepted step of every path is a candidate of
    * the selection (default `defaultCarrotPaths`).
@@ -114,13 +121,26 @@ export async function carrotReweight(
     tol: options.tol,
   });
   const erm = tuned.fit, numClasses = erm.numClasses;
+  const paths = options.paths ?? defaultCarrotPaths;
+  const outerSteps = options.outerSteps ?? 6, maxOuterSteps = options.maxOuterSteps ?? 3 * outerSteps;
+  const scorer = new CandidateScorer(train, val, {
+    lambda: tuned.lambda,
+    numClasses,
+    erm,
+    z: options.z,
+    tol: options.tol,
+  });
   try {
-    const trajectories: CarrotResult["trajectories"] = [];
-    const candidates: SelectionCandidate[] = [{
-      alpha: erm.alpha,
-      label: { weighting: "none", gamma: 0, step: 0 },
-    }];
-    for (const path of options.paths ?? defaultCarrotPaths) {
+    const trajectories: CarrotResult["trajectories"] = paths.map((path) => ({
+      ...path,
+      steps: [],
+      stopReason: "outer steps",
+    }));
+    const pathOf: number[] = [-1]; // the path of each candidate (candidate 0 is ERM)
+    await scorer.add({ alpha: erm.alpha, label: { weighting: "none", gamma: 0, step: 0 } });
+    // runs `steps` more steps of path p from its last α (from α ≡ 1 at first) and scores the new ones
+    const extend = async (p: number, steps: number) => {
+      const path = paths[p], trajectory = trajectories[p], last = trajectory.steps.at(-1);
       const run = await crossFitReweight(train, {
         ...options,
         ...path,
@@ -128,29 +148,38 @@ export async function carrotReweight(
         lambda: tuned.lambda,
         numClasses,
         init: erm.weights,
-        outerSteps: options.outerSteps ?? 6,
-        onStep: (entry) => options.onStep?.(path, entry),
+        outerSteps: steps,
+        start: last && { alpha: last.alpha, step: last.step },
+        onStep: (entry) => (!last || entry.step > last.step) && options.onStep?.(path, entry),
       });
-      trajectories.push({ ...path, steps: run.trajectory, stopReason: run.stopReason });
-      for (const entry of run.trajectory) {
+      const fresh = last ? run.trajectory.slice(1) : run.trajectory;
+      trajectory.steps.push(...fresh);
+      trajectory.stopReason = run.stopReason;
+      for (const entry of fresh) {
         if (entry.step > 0 && entry.accepted) {
-          candidates.push({
+          pathOf.push(p);
+          await scorer.add({
             alpha: entry.alpha,
             label: { weighting: path.heldOutWeighting, gamma: path.gamma, step: entry.step },
           });
         }
       }
+    };
+    for (const p of paths.keys()) await extend(p, outerSteps);
+    // early stopping without a cap that cuts it short: while the best candidate is the last step of a path that
+    // could go on, that path goes on (val still only ranks candidates; it never enters a gradient)
+    for (;;) {
+      const best = scorer.bestIndex, p = pathOf[best];
+      if (best === 0) break;
+      const trajectory = trajectories[p], last = trajectory.steps.at(-1)!;
+      const isLast = scorer.candidates[best].label.step === last.step;
+      if (!isLast || trajectory.stopReason !== "outer steps" || last.step >= maxOuterSteps) break;
+      await extend(p, Math.min(outerSteps, maxOuterSteps - last.step));
     }
-    const { fit, ...selection } = await selectWeighting(train, val, candidates, {
-      lambda: tuned.lambda,
-      numClasses,
-      erm,
-      z: options.z,
-      tol: options.tol,
-    });
+    const { fit, ...selection } = await scorer.finish();
     const ermTemperature = (await fitTemperature(erm, val)).temperature;
     return {
-      alpha: candidates[selection.chosen].alpha,
+      alpha: scorer.candidates[selection.chosen].alpha,
       fit,
       temperature: selection.temperature,
       ermTemperature,
@@ -158,6 +187,9 @@ export async function carrotReweight(
       trajectories,
       selection,
     };
+  } catch (error) {
+    scorer.dispose();
+    throw error;
   } finally {
     disposeHead(erm);
   }

@@ -77,6 +77,11 @@ export interface CrossFitOptions {
   seed?: number;
   /** Warm start of the first fold fits, e.g. the ERM head on all of train `[K, d+1]` (not consumed; default 0). */
   init?: tf.Tensor2D;
+  /**
+   * Resume a path: start at this α, numbered as this step (default α ≡ 1 at step 0). Its first trajectory entry
+   * is the starting point again; `outerSteps` more steps follow.
+   */
+  start?: { alpha: Float32Array; step: number };
   /** Called after every outer step with its trajectory entry. */
   onStep?: (entry: CrossFitStep) => void;
 }
@@ -264,8 +269,8 @@ export async function crossFitObjective(
 }
 
 /**
- * Minimises the cross-fitted held-out loss L_cf(α) (see the module JSDoc) from α ≡ 1 under RRO's constraints, with
- * backtracking. Returns every step's α so that a caller can select among them on data the gradient never saw.
+ * Minimises the cross-fitted held-out loss L_cf(α) (see the module JSDoc) from α ≡ 1 (or `start`) under RRO's
+ * constraints, with backtracking. Returns every step's α so that a caller can select among them on data the gradient never saw.
  */
 export async function crossFitReweight(
   train: LabeledFeatures,
@@ -278,7 +283,8 @@ export async function crossFitReweight(
   const folds = stratifiedFolds(train.labels, count, options.seed ?? 0);
   const splits = foldSplits(train, folds, count);
   const resolved = { ...options, numClasses };
-  let alpha: Float32Array = new Float32Array(train.labels.length).fill(1);
+  let alpha: Float32Array = options.start?.alpha ?? new Float32Array(train.labels.length).fill(1);
+  const first = options.start?.step ?? 0;
   let fits: HeadFit[] = [];
   const trajectory: CrossFitStep[] = [];
   const record = (entry: Omit<CrossFitStep, "essMin" | "alpha">) => {
@@ -291,8 +297,8 @@ export async function crossFitReweight(
   try {
     fits = await refitFolds(splits, alpha, splits.parts.map(() => options.init), resolved);
     let current = await crossFitLoss(splits, fits, alpha, options, true);
-    record({ step: 0, objective: current.value, stepSize: 0, halvings: 0, accepted: true });
-    for (let step = 1; step <= (options.outerSteps ?? 6); step++) {
+    record({ step: first, objective: current.value, stepSize: 0, halvings: 0, accepted: true });
+    for (let step = first + 1; step <= first + (options.outerSteps ?? 6); step++) {
       let eta = eta0, halvings = 0, accepted: { alpha: Float32Array; fits: HeadFit[] } | undefined;
       for (; halvings <= (options.maxHalvings ?? 4); halvings++, eta /= 2) {
         const candidate = constrainedStep(alpha, current.gradient!, train.labels, numClasses, eta, rho);

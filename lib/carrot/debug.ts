@@ -9,7 +9,8 @@
  *   loss            ℓ_i = −log p_{i,y_i}, the small-loss criterion of noisy-label learning (baseline);
  *   random          seeded uniform scores (baseline).
  * Metrics: AUROC (Mann–Whitney, ties counted one half), precision@k, and the fraction of corrupted points found
- * when inspecting the top 5 / 10 / 20% of the ranking.
+ * when inspecting the top 5 / 10 / 20% of the ranking. `alphaByTruth` scores a reweighting the same way: the mean
+ * α of clean, mislabeled and shortcut points, and low α as a detector.
  */
 import * as tf from "@tensorflow/tfjs";
 import type { LabeledFeatures } from "./labeled_features.ts";
@@ -100,6 +101,64 @@ export function detectionMetrics(scores: ArrayLike<number>, flags: ArrayLike<num
       10: hitsInTop(Math.round(0.1 * n)) / positives,
       20: hitsInTop(Math.round(0.2 * n)) / positives,
     },
+  };
+}
+
+/** Mean α of one group of training points, and its size. */
+export interface AlphaGroup {
+  /** mean_{i∈group} α_i (NaN for an empty group). */
+  mean: number;
+  /** Number of points in the group. */
+  count: number;
+}
+
+/** How a reweighting treated the points ground truth flags: groups, their ratio, and α as a detector. */
+export interface AlphaByTruth {
+  /** Neither mislabeled nor shortcut. */
+  clean: AlphaGroup;
+  /** Mislabeled (a shortcut image that is also mislabeled counts here). */
+  mislabeled: AlphaGroup;
+  /** Shortcut, correctly labelled. */
+  shortcut: AlphaGroup;
+  /** mean α (mislabeled) / mean α (clean): below 1 when the reweighting down-weighted them. */
+  mislabeledRatio: number;
+  /** mean α (shortcut) / mean α (clean). */
+  shortcutRatio: number;
+  /** Detection by low weight (score −α_i) of the mislabeled points, when both kinds exist. */
+  mislabeledDetection?: DetectionMetrics;
+  /** The same for the shortcut points. */
+  shortcutDetection?: DetectionMetrics;
+}
+
+/**
+ * Groups a weighting α `[n]` by ground truth (`noisy`, `shortcut` per point): mean α per group, the ratios
+ * ᾱ_mislabeled / ᾱ_clean and ᾱ_shortcut / ᾱ_clean, and α as a detector (AUROC etc. of the score −α_i).
+ */
+export function alphaByTruth(
+  alpha: ArrayLike<number>,
+  truth: readonly { noisy: boolean; shortcut: boolean }[],
+): AlphaByTruth {
+  if (alpha.length !== truth.length) {
+    throw new RangeError(`alphaByTruth: ${alpha.length} weights for ${truth.length} ground-truth entries`);
+  }
+  const group = (pick: (t: { noisy: boolean; shortcut: boolean }) => boolean): AlphaGroup => {
+    let sum = 0, count = 0;
+    truth.forEach((t, i) => pick(t) && (sum += alpha[i], count++));
+    return { mean: count ? sum / count : NaN, count };
+  };
+  const clean = group((t) => !t.noisy && !t.shortcut);
+  const mislabeled = group((t) => t.noisy), shortcut = group((t) => t.shortcut && !t.noisy);
+  const scores = Array.from(alpha, (a) => -a);
+  const detect = (flags: number[], count: number) =>
+    count > 0 && count < flags.length ? detectionMetrics(scores, flags) : undefined;
+  return {
+    clean,
+    mislabeled,
+    shortcut,
+    mislabeledRatio: mislabeled.mean / clean.mean,
+    shortcutRatio: shortcut.mean / clean.mean,
+    mislabeledDetection: detect(truth.map((t) => Number(t.noisy)), mislabeled.count),
+    shortcutDetection: detect(truth.map((t) => Number(t.shortcut && !t.noisy)), shortcut.count),
   };
 }
 

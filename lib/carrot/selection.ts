@@ -98,6 +98,142 @@ async function calibratedLosses(fit: HeadFit, val: LabeledFeatures) {
 }
 
 /**
+ * Scores candidates one at a time, so that a caller can decide from the scores so far whether to produce more
+ * (CARROT extends a path while its last step is the best): `add` refits and scores one candidate, `bestIndex` is
+ * the best so far, `finish` applies the fallback rule and hands over the chosen head. Candidate 0 must be α ≡ 1.
+ * Call `dispose` instead of `finish` to abandon it.
+ */
+export class CandidateScorer {
+  /** The candidates added so far, in order. */
+  readonly candidates: SelectionCandidate[] = [];
+  /** Their scores, in the same order. */
+  readonly rows: SelectionRow[] = [];
+  #bestIndex = 0;
+  #best?: { fit: HeadFit; losses: Float64Array; temperature: number };
+  #erm?: { fit: HeadFit; losses: Float64Array; temperature: number };
+  // each refit starts from the ERM head or from the previous candidate's, whichever α is closer in L1
+  // (consecutive steps of a path are close): the same optimum, fewer iterations
+  #previous?: { alpha: Float32Array; weights: tf.Tensor2D };
+
+  /** Throws `RangeError` on an empty validation split. */
+  constructor(
+    readonly train: LabeledFeatures,
+    readonly val: LabeledFeatures,
+    readonly options: SelectionOptions,
+  ) {
+    if (val.labels.length === 0) {
+      throw new RangeError("selectWeighting: the validation split is empty; selection needs val points");
+    }
+  }
+
+  /** Index of the candidate with the lowest mean calibrated validation loss so far (earliest on ties). */
+  get bestIndex(): number {
+    return this.#bestIndex;
+  }
+
+  async #fitAt(alpha: Float32Array): Promise<HeadFit> {
+    const distance = (a: Float32Array, b?: Float32Array) =>
+      a.reduce((s, v, i) => s + Math.abs(v - (b ? b[i] : 1)), 0);
+    const previous = this.#previous;
+    const fromPrevious = previous && distance(alpha, previous.alpha) < distance(alpha);
+    const fit = await fitHead(this.train, {
+      lambda: this.options.lambda,
+      alpha,
+      numClasses: this.options.numClasses,
+      init: fromPrevious ? previous!.weights : this.options.erm?.weights,
+      tol: this.options.tol,
+    });
+    previous?.weights.dispose();
+    this.#previous = { alpha, weights: fit.weights.clone() };
+    return fit;
+  }
+
+  /** Refits on train at the candidate's α, fits T on val and scores it; returns its row. */
+  async add(candidate: SelectionCandidate): Promise<SelectionRow> {
+    const c = this.candidates.length;
+    if (c === 0 && candidate.alpha.some((a) => a !== 1)) {
+      throw new RangeError("selectWeighting: candidate 0 must be α ≡ 1 (the ERM fallback)");
+    }
+    const fit = c === 0 && this.options.erm ? this.options.erm : await this.#fitAt(candidate.alpha);
+    const scored = await calibratedLosses(fit, this.val);
+    const valLoss = scored.losses.reduce((s, v) => s + v, 0) / scored.losses.length;
+    const row = {
+      label: candidate.label,
+      valLoss,
+      valAccuracy: scored.accuracy,
+      temperature: scored.temperature,
+    };
+    this.candidates.push(candidate);
+    this.rows.push(row);
+    const entry = { fit, losses: scored.losses, temperature: scored.temperature };
+    if (c === 0) [this.#erm, this.#best] = [entry, entry];
+    else if (valLoss < this.rows[this.#bestIndex].valLoss) {
+      if (this.#best !== this.#erm) disposeHead(this.#best!.fit);
+      [this.#bestIndex, this.#best] = [c, entry];
+    } else disposeHead(fit);
+    return row;
+  }
+
+  /** Frees every head held (not the caller's ERM head); the scorer is unusable afterwards. */
+  dispose(): void {
+    for (const held of new Set([this.#best, this.#erm])) {
+      if (held && held.fit !== this.options.erm) disposeHead(held.fit);
+    }
+    this.#previous?.weights.dispose();
+    [this.#best, this.#erm, this.#previous] = [undefined, undefined, undefined];
+  }
+
+  /** Applies the fallback rule (module JSDoc) to the candidates added; the returned head is the caller's. */
+  async finish(): Promise<SelectionResult> {
+    const erm = this.#erm, best = this.#best;
+    if (!erm || !best) throw new RangeError("selectWeighting: no candidates");
+    const m = erm.losses.length, z = this.options.z ?? 1, bestIndex = this.#bestIndex;
+    const differences = erm.losses.map((v, j) => v - best.losses[j]);
+    const gain = differences.reduce((s, v) => s + v, 0) / m;
+    const variance = m > 1 ? differences.reduce((s, v) => s + (v - gain) ** 2, 0) / (m - 1) : Infinity;
+    const standardError = Math.sqrt(variance / m);
+    const accept = bestIndex > 0 && gain > z * standardError;
+    const what = JSON.stringify(this.candidates[bestIndex].label);
+    const reason = bestIndex === 0
+      ? `no candidate lowered the calibrated validation loss of ERM (${
+        this.rows[0].valLoss.toFixed(4)
+      }); α ≡ 1 kept`
+      : accept
+      ? `${what} lowered the calibrated validation loss by ${gain.toFixed(4)} > ${z} × s.e. ${
+        standardError.toFixed(4)
+      } (m = ${m}); kept`
+      : `${what} lowered the calibrated validation loss by ${gain.toFixed(4)}, within ${z} × s.e. ${
+        standardError.toFixed(4)
+      } (m = ${m}): fallback to α ≡ 1`;
+    const kept = accept ? best : erm;
+    this.#previous?.weights.dispose();
+    const dropped = accept ? erm : best;
+    if (dropped !== kept && dropped.fit !== this.options.erm) disposeHead(dropped.fit);
+    [this.#best, this.#erm, this.#previous] = [undefined, undefined, undefined];
+    return {
+      chosen: accept ? bestIndex : 0,
+      best: bestIndex,
+      fallback: !accept,
+      gain,
+      standardError,
+      reason,
+      rows: this.rows,
+      // the caller owns the returned head: a copy of the ERM head it passed in (its own optimum: no iterations)
+      fit: kept.fit === this.options.erm
+        ? await fitHead(this.train, {
+          lambda: this.options.lambda,
+          alpha: this.candidates[0].alpha,
+          numClasses: this.options.numClasses,
+          init: kept.fit,
+          tol: this.options.tol,
+        })
+        : kept.fit,
+      temperature: kept.temperature,
+    };
+  }
+}
+
+/**
  * Scores every candidate on val and applies the fallback rule (see the module JSDoc). Candidate 0 must be α ≡ 1.
  * Throws `RangeError` on an empty validation split or candidate list.
  */
@@ -107,101 +243,16 @@ export async function selectWeighting(
   candidates: readonly SelectionCandidate[],
   options: SelectionOptions,
 ): Promise<SelectionResult> {
-  const m = val.labels.length;
-  if (m === 0) {
-    throw new RangeError("selectWeighting: the validation split is empty; selection needs val points");
-  }
+  const scorer = new CandidateScorer(train, val, options);
   if (candidates.length === 0) throw new RangeError("selectWeighting: no candidates");
-  if (candidates[0].alpha.some((a) => a !== 1)) {
-    throw new RangeError("selectWeighting: candidate 0 must be α ≡ 1 (the ERM fallback)");
-  }
-  const z = options.z ?? 1;
-  // each refit starts from the ERM head or from the previous candidate's, whichever α is closer in L1
-  // (consecutive steps of a path are close): the same optimum, fewer iterations
-  let previous: { alpha: Float32Array; weights: tf.Tensor2D } | undefined;
-  const fitAt = async (alpha: Float32Array) => {
-    const distance = (a: Float32Array, b?: Float32Array) =>
-      a.reduce((s, v, i) => s + Math.abs(v - (b ? b[i] : 1)), 0);
-    const fromPrevious = previous && distance(alpha, previous.alpha) < distance(alpha);
-    const fit = await fitHead(train, {
-      lambda: options.lambda,
-      alpha,
-      numClasses: options.numClasses,
-      init: fromPrevious ? previous!.weights : options.erm?.weights,
-      tol: options.tol,
-    });
-    previous?.weights.dispose();
-    previous = { alpha, weights: fit.weights.clone() };
-    return fit;
-  };
-  const rows: SelectionRow[] = [];
-  let bestIndex = 0, bestLosses: Float64Array | undefined, ermLosses: Float64Array | undefined;
-  let bestFit: HeadFit | undefined, ermFit: HeadFit | undefined;
-  let bestTemperature = 1, ermTemperature = 1;
   try {
     for (const [c, candidate] of candidates.entries()) {
-      const fit = c === 0 && options.erm ? options.erm : await fitAt(candidate.alpha);
-      const scored = await calibratedLosses(fit, val);
-      const valLoss = scored.losses.reduce((s, v) => s + v, 0) / m;
-      rows.push({
-        label: candidate.label,
-        valLoss,
-        valAccuracy: scored.accuracy,
-        temperature: scored.temperature,
-      });
-      if (c === 0) [ermFit, ermLosses, ermTemperature] = [fit, scored.losses, scored.temperature];
-      if (c === 0 || valLoss < rows[bestIndex].valLoss) {
-        if (bestFit && bestFit !== ermFit) disposeHead(bestFit);
-        [bestIndex, bestFit, bestLosses, bestTemperature] = [c, fit, scored.losses, scored.temperature];
-      } else disposeHead(fit);
+      await scorer.add(candidate);
       options.onProgress?.(c + 1, candidates.length);
     }
   } catch (error) {
-    for (const fit of new Set([bestFit, ermFit])) if (fit && fit !== options.erm) disposeHead(fit);
+    scorer.dispose();
     throw error;
-  } finally {
-    previous?.weights.dispose();
   }
-  const differences = ermLosses!.map((v, j) => v - bestLosses![j]);
-  const gain = differences.reduce((s, v) => s + v, 0) / m;
-  const variance = m > 1 ? differences.reduce((s, v) => s + (v - gain) ** 2, 0) / (m - 1) : Infinity;
-  const standardError = Math.sqrt(variance / m);
-  const accept = bestIndex > 0 && gain > z * standardError;
-  const what = JSON.stringify(candidates[bestIndex].label);
-  const reason = bestIndex === 0
-    ? `no candidate lowered the calibrated validation loss of ERM (${rows[0].valLoss.toFixed(4)}); α ≡ 1 kept`
-    : accept
-    ? `${what} lowered the calibrated validation loss by ${gain.toFixed(4)} > ${z} × s.e. ${
-      standardError.toFixed(4)
-    } (m = ${m}); kept`
-    : `${what} lowered the calibrated validation loss by ${gain.toFixed(4)}, within ${z} × s.e. ${
-      standardError.toFixed(4)
-    } (m = ${m}): fallback to α ≡ 1`;
-  const chosen = accept ? bestIndex : 0;
-  if (bestFit !== ermFit) {
-    if (accept) {
-      if (ermFit !== options.erm) disposeHead(ermFit!);
-    } else disposeHead(bestFit!);
-  }
-  const fit = accept ? bestFit! : ermFit!;
-  return {
-    chosen,
-    best: bestIndex,
-    fallback: !accept,
-    gain,
-    standardError,
-    reason,
-    rows,
-    // the caller owns the returned head: a copy of the ERM head it passed in (its own optimum: no iterations)
-    fit: fit === options.erm
-      ? await fitHead(train, {
-        lambda: options.lambda,
-        alpha: candidates[0].alpha,
-        numClasses: options.numClasses,
-        init: fit,
-        tol: options.tol,
-      })
-      : fit,
-    temperature: accept ? bestTemperature : ermTemperature,
-  };
+  return scorer.finish();
 }

@@ -36,7 +36,13 @@ import { evaluateHead, type Metrics } from "../carrot/metrics.ts";
 import { explain } from "../carrot/representer.ts";
 import { testInfluence } from "../carrot/influence.ts";
 import { faithfulness, type FaithfulnessRow } from "../carrot/faithfulness.ts";
-import { type DetectionMetrics, detectionMetrics, rankSuspects } from "../carrot/debug.ts";
+import {
+  type AlphaByTruth,
+  alphaByTruth,
+  type DetectionMetrics,
+  detectionMetrics,
+  rankSuspects,
+} from "../carrot/debug.ts";
 import type { AttributionMethod } from "../carrot/attribution.ts";
 import { meanStd } from "../stats.ts";
 import { selectRows, stratifiedSplitIndices, validationCoverage } from "../split.ts";
@@ -96,6 +102,8 @@ export interface TrainConfig {
   stepSize?: number;
   /** Outer steps (default 4 per path for carrot — `carrotReweight`'s is 6 — and 20 for rro). */
   outerSteps?: number;
+  /** CARROT: cap on the steps of a path extended while its last step is the best on val (default 3 × outerSteps). */
+  maxOuterSteps?: number;
   /** Folds of CARROT's cross-fitted objective. */
   folds: number;
   /** Standard errors CARROT's selected gain must exceed on val to replace ERM. */
@@ -161,6 +169,8 @@ export interface SeedResult {
   stopReason: string;
   /** Outer steps taken by the chosen path (the selected step for carrot). */
   outerSteps: number;
+  /** Mean α after CARROT of clean, mislabeled and shortcut training images, where ground truth exists. */
+  alphaByTruth?: AlphaByTruth;
   /** What CARROT's selection chose and why (method carrot). */
   selection?: {
     chosen: Record<string, number | string>;
@@ -339,10 +349,11 @@ async function reweightSeed(
       rho,
       stepSize,
       outerSteps,
+      maxOuterSteps: config.maxOuterSteps,
       folds: config.folds,
       z: config.z,
       seed,
-      onStep: (_, entry) => entry.step > 0 && onProgress(++done, paths.length * outerSteps),
+      onStep: (_, entry) => entry.step > 0 && onProgress(++done, Math.max(done, paths.length * outerSteps)),
     });
   });
   const { selection } = run;
@@ -457,6 +468,20 @@ export async function runTraining(config: TrainConfig): Promise<RunResult> {
       outerSteps: carrot.outerSteps,
       selection: carrot.selection,
     };
+    const items = features.train.items;
+    if (items?.[0]?.truth) {
+      const truth = Array.from(split.trainIndices, (i) => items[i].truth!);
+      if (truth.some((t) => t.noisy || t.shortcut)) {
+        const grouped = seedResult.alphaByTruth = alphaByTruth(carrot.alpha, truth);
+        log(
+          `  seed ${seed}: mean α clean ${grouped.clean.mean.toFixed(2)}, mislabeled ${
+            grouped.mislabeled.mean.toFixed(2)
+          } (× ${grouped.mislabeledRatio.toFixed(2)})${
+            grouped.shortcut.count ? `, shortcut ${grouped.shortcut.mean.toFixed(2)}` : ""
+          }`,
+        );
+      }
+    }
     log(
       `  seed ${seed}: λ = ${tuned.lambda.toPrecision(3)}; test top-1 ERM ${
         (100 * seedResult.erm.accuracy).toFixed(1)

@@ -1,10 +1,13 @@
 /**
  * The self-contained `report.html` of a run: plotly.js travels inside the page (gzipped, base64; see
  * `display.ts`), thumbnails are inlined as PNG data URIs, so the file opens offline. Sections: accuracy and ECE of
- * ERM vs CARROT (error bars over seeds), the L_val trajectory, α per class, faithfulness curves, mislabel-detection
- * curves, a gallery of test images with their top supporting and opposing training images, and the top suspects.
+ * ERM vs CARROT (error bars over seeds), the L_val trajectory, α per class, where ground truth exists α of clean /
+ * mislabeled / shortcut images per seed and mislabel-detection curves (suspect rankings and low α), faithfulness
+ * curves, the training images whose α changed most both ways (with given and true labels), a gallery of test images
+ * with their top supporting and opposing training images, and the top suspects.
  */
 import type { RunArtifacts, RunResult } from "../pipeline/train.ts";
+import type { ItemTruth } from "../data/dataset.ts";
 import { figureBundle, type PlotlyFigure } from "./display.ts";
 import { barFigure, lineFigure } from "./figures.ts";
 import { readImage, selectImageDecoder } from "../data/images.ts";
@@ -144,15 +147,44 @@ export async function renderReport(result: RunResult, artifacts: RunArtifacts): 
   ]);
   const items = artifacts.features.train.items;
   const truth = items?.[0]?.truth ? artifacts.suspects.map((s) => items[s.index].truth!) : undefined;
+  // per seed: the ground truth of its training rows, aligned with its α
+  const seedTruth = (s: number) => Array.from(artifacts.trainIndicesPerSeed[s], (i) => items![i].truth!);
+  if (truth && truth.some((t) => t.noisy || t.shortcut)) {
+    const groups = [
+      ["clean", (t: ItemTruth) => !t.noisy && !t.shortcut],
+      ["mislabeled", (t: ItemTruth) => t.noisy],
+      ["shortcut", (t: ItemTruth) => t.shortcut && !t.noisy],
+    ] as const;
+    figures.push([
+      "α after CARROT of clean, mislabeled and shortcut training images, per seed (SynthBirds' ground truth)",
+      {
+        data: groups.map(([name, pick]) => {
+          const x: string[] = [], y: number[] = [];
+          artifacts.alphaPerSeed.forEach((alpha, s) =>
+            seedTruth(s).forEach((t, i) => pick(t) && (x.push(`seed ${s}`), y.push(alpha[i])))
+          );
+          return { type: "box", name, x, y, boxmean: true, boxpoints: "outliers" };
+        }),
+        layout: { boxmode: "group", yaxis: { title: { text: "α" } }, height: 420 },
+      },
+    ]);
+  }
   if (truth && truth.some((t) => t.noisy)) {
     const rankings = Object.keys(artifacts.suspects[0].scores);
     figures.push([
-      "Mislabel detection: share of mislabeled images found vs share inspected",
+      "Mislabel detection: share of mislabeled images found vs share inspected (suspect rankings on seed 0; " +
+      "CARROT's α, lowest first, on every seed)",
       lineFigure(
-        rankings.map((r) => ({
-          name: r,
-          ...detectionCurve(artifacts.suspects.map((s) => s.scores[r]), truth.map((t) => Number(t.noisy))),
-        })),
+        [
+          ...rankings.map((r) => ({
+            name: r,
+            ...detectionCurve(artifacts.suspects.map((s) => s.scores[r]), truth.map((t) => Number(t.noisy))),
+          })),
+          ...artifacts.alphaPerSeed.map((alpha, s) => ({
+            name: `low α after CARROT (seed ${s})`,
+            ...detectionCurve(Array.from(alpha, (a) => -a), seedTruth(s).map((t) => Number(t.noisy))),
+          })),
+        ],
         { xTitle: "fraction of training images inspected", yTitle: "fraction of mislabeled found" },
       ),
     ]);
@@ -174,6 +206,7 @@ font-size:11px;width:76px;vertical-align:top}figure img{width:64px;height:64px;o
   } · ${methodLine(result)}</p>
 ${summaryTable(result)}
 ${selectionTable(result)}
+${alphaTruthTable(result)}
 ${sections.join("\n")}
 </body></html>
 `;
@@ -230,6 +263,34 @@ function selectionTable(result: RunResult): string {
 calibrated validation loss; the best replaces ERM only when its paired gain exceeds z standard errors.</p>
 <table><tr><th>seed</th><th>in use</th><th>best on val</th><th>fallback</th><th>val gain ± s.e.</th><th>settings</th>
 <th>temperature ERM → CARROT</th><th>why</th></tr>
+${rows.join("\n")}</table></section>`;
+}
+
+/** Per seed, where ground truth exists: mean α of clean / mislabeled / shortcut images and low α as a detector. */
+function alphaTruthTable(result: RunResult): string {
+  const seeds = result.perSeed.filter((s) => s.alphaByTruth);
+  if (seeds.length === 0) return "";
+  const number = (v: number) => (Number.isFinite(v) ? v.toFixed(2) : "–");
+  const auroc = (d?: { auroc: number }) => (d ? d.auroc.toFixed(3) : "–");
+  const rows = seeds.map(({ seed, alphaByTruth: a }) =>
+    `<tr><td>${seed}</td><td>${number(a!.clean.mean)} (${a!.clean.count})</td><td>${
+      number(a!.mislabeled.mean)
+    } (${a!.mislabeled.count})</td><td>${number(a!.shortcut.mean)} (${a!.shortcut.count})</td><td>${
+      number(a!.mislabeledRatio)
+    }</td><td>${number(a!.shortcutRatio)}</td><td>${auroc(a!.mislabeledDetection)}</td><td>${
+      auroc(a!.shortcutDetection)
+    }</td></tr>`
+  );
+  const ratios = seeds.map((s) => s.alphaByTruth!.mislabeledRatio).filter(Number.isFinite);
+  const mean = ratios.reduce((t, v) => t + v, 0) / ratios.length;
+  return `<section><h2>Did CARROT find the corrupted training images?</h2>
+<p>Mean α after CARROT per group of training images (count in brackets); the ratio to the clean images' mean; and
+the AUROC of low α as a detector of each kind. Mean ratio mislabeled / clean over seeds: <b>${
+    number(mean)
+  }</b>.
+When the selection falls back to ERM, α ≡ 1 and every ratio is 1.</p>
+<table><tr><th>seed</th><th>α clean</th><th>α mislabeled</th><th>α shortcut</th><th>mislabeled / clean</th>
+<th>shortcut / clean</th><th>AUROC mislabeled</th><th>AUROC shortcut</th></tr>
 ${rows.join("\n")}</table></section>`;
 }
 
@@ -292,7 +353,34 @@ async function gallery(result: RunResult, artifacts: RunArtifacts): Promise<stri
       ),
     );
   }
-  return `<section><h2>Test images with their top supporting (green) and opposing (red) training images</h2>
+  // the training images whose weight CARROT changed most, both ways (seed 0; α starts at 1)
+  const alpha = artifacts.alphaPerSeed[0], rowsOfSeed = artifacts.trainIndicesPerSeed[0];
+  const byAlpha = Array.from(alpha.keys()).sort((a, b) => alpha[a] - alpha[b]);
+  const changed = async (rows: number[], cls: string) => {
+    const tiles: string[] = [];
+    for (const row of rows.filter((r) => alpha[r] !== 1)) {
+      const item = features.train.items?.[rowsOfSeed[row]], given = features.train.labels[rowsOfSeed[row]];
+      const truth = item?.truth
+        ? item.truth.noisy
+          ? `<br>✗ true: ${name(item.truth.label)}`
+          : item.truth.shortcut
+          ? "<br>shortcut"
+          : "<br>clean"
+        : "";
+      tiles.push(await tile(item?.path, `α ${alpha[row].toFixed(2)}<br>${name(given)}${truth}`, cls));
+    }
+    return tiles.join("") || "<p>none: the selection kept α ≡ 1 on seed 0</p>";
+  };
+  const down = await changed(byAlpha.slice(0, 24), "opp");
+  const up = await changed(byAlpha.slice(-12).reverse(), "sup");
+  return `<section><h2>Training images CARROT down-weighted most (seed 0)</h2>
+<p>Lowest α, with the given label${
+    features.train.items?.[0]?.truth
+      ? " and, from the ground truth, the true label (✗) or shortcut / clean"
+      : ""
+  }.</p><div>${down}</div></section>
+<section><h2>Training images CARROT up-weighted most (seed 0)</h2><div>${up}</div></section>
+<section><h2>Test images with their top supporting (green) and opposing (red) training images</h2>
 <p>Representer contributions a_i(x) = β_ik (h_i·h_x) to the predicted logit (CARROT head, seed 0).</p>${
     rows.join("\n")
   }</section>

@@ -110,6 +110,61 @@ Deno.test("crossFitReweight(): L_cf non-increasing over accepted steps; α ≥ 0
   dispose(data);
 });
 
+Deno.test("crossFitReweight(): resuming from step s at its α continues the same path", async () => {
+  const data = small(4, 0.3);
+  const options = { lambda: 1, numClasses: 8, folds: 3, heldOutWeighting: "self" as const, tol: 1e-7 };
+  const whole = await crossFitReweight(data.train, { ...options, outerSteps: 4 });
+  const head = await crossFitReweight(data.train, { ...options, outerSteps: 2 });
+  const at = head.trajectory.at(-1)!;
+  const tail = await crossFitReweight(data.train, {
+    ...options,
+    outerSteps: 2,
+    start: { alpha: at.alpha, step: at.step },
+  });
+  assert.deepEqual(tail.trajectory.map((e) => e.step), [at.step, at.step + 1, at.step + 2]);
+  assert.ok(Math.abs(tail.trajectory[0].objective - at.objective) < 1e-5 * at.objective);
+  assert.equal(whole.trajectory.length, 5, "a noisy problem should take 4 steps");
+  assert.ok(relMax(tail.trajectory[2].alpha, whole.trajectory[4].alpha) < 1e-3, "resumed α differs");
+  dispose(data);
+});
+
+Deno.test("carrotReweight(): a path whose last step is the best runs on, up to maxOuterSteps", async () => {
+  const data = small(6, 0.4, { val: 10 });
+  const before = tf.memory().numTensors;
+  const steps: string[] = [];
+  const run = await carrotReweight(data.train, data.val, {
+    numClasses: 8,
+    folds: 3,
+    outerSteps: 1,
+    maxOuterSteps: 3,
+    onStep: (path, entry) => steps.push(`${path.heldOutWeighting} ${entry.step}`),
+  });
+  const accepted = run.trajectories.flatMap((t) => t.steps.filter((e) => e.step > 0 && e.accepted));
+  assert.equal(run.selection.rows.length, 1 + accepted.length, "every accepted step is a candidate");
+  assert.equal(
+    steps.length,
+    run.trajectories.reduce((s, t) => s + t.steps.length, 0),
+    "onStep once per entry",
+  );
+  for (const t of run.trajectories) {
+    assert.deepEqual(t.steps.map((e) => e.step), t.steps.map((_, s) => s), "steps numbered without repeats");
+    assert.ok(t.steps.length - 1 <= 3);
+  }
+  const best = run.selection.rows[run.selection.best].label;
+  assert.notEqual(best.step, 0, `noise 0.4 should reweight: ${run.selection.reason}`);
+  const path = run.trajectories.find((t) => t.heldOutWeighting === best.weighting)!;
+  const last = path.steps.at(-1)!;
+  // the loop stops only when the best is not the path's last step, the path stalled, or it reached the cap
+  assert.ok(
+    best.step !== last.step || path.stopReason !== "outer steps" || last.step === 3,
+    JSON.stringify(best),
+  );
+  assert.ok(run.trajectories.some((t) => t.steps.length > 2), "no path was extended past outerSteps");
+  disposeHead(run.fit);
+  assert.equal(tf.memory().numTensors, before, "tensors leaked");
+  dispose(data);
+});
+
 Deno.test("carrotReweight(): falls back to α = 1 without harmful points, keeps the reweighting at noise 0.4", async () => {
   // 10 classes in 2 groups, d = 16, 20 training images per class: with clean labels, no shortcut and 30 validation
   // images per class nothing is harmful; at 40% within-group label noise the flipped labels are

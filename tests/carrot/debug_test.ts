@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
 import { selectBackend } from "../../lib/backend.ts";
-import { detectionMetrics, fixSuspects, rankSuspects } from "../../lib/carrot/debug.ts";
+import { alphaByTruth, detectionMetrics, fixSuspects, rankSuspects } from "../../lib/carrot/debug.ts";
 import { faithfulness } from "../../lib/carrot/faithfulness.ts";
 import { experimentTable, runExperiment } from "../../lib/carrot/experiment.ts";
 import { disposeHead, fitHead } from "../../lib/carrot/head.ts";
@@ -160,4 +160,29 @@ Deno.test("runExperiment(): rows per method with mean ± std over seeds, markdow
   assert.match(table, /^\| method \| top-1/);
   assert.equal(table.split("\n").length, 7);
   for (const d of rows[1].details) assert.equal(d.fallback, d.chosen.step === 0);
+});
+
+Deno.test("alphaByTruth(): group means, ratios to clean, and low α as a detector", () => {
+  const t = (noisy: boolean, shortcut: boolean) => ({ noisy, shortcut });
+  const truth = [
+    t(false, false),
+    t(false, false),
+    t(true, false),
+    t(true, false),
+    t(false, true),
+    t(false, false),
+  ];
+  const alpha = [1.2, 1.0, 0.2, 0.5, 0.9, 1.4];
+  const a = alphaByTruth(alpha, truth);
+  assertClose(a.clean.mean, (1.2 + 1.0 + 1.4) / 3, { atol: 1e-12 });
+  assert.equal(a.clean.count, 3);
+  assertClose(a.mislabeled.mean, 0.35, { atol: 1e-12 });
+  assertClose(a.shortcut.mean, 0.9, { atol: 1e-12 });
+  assertClose(a.mislabeledRatio, 0.35 / 1.2, { atol: 1e-12 });
+  // the two mislabeled points have the two lowest α: a perfect detector; the shortcut point ranks 3rd of 6
+  assert.equal(a.mislabeledDetection!.auroc, 1);
+  assertClose(a.shortcutDetection!.auroc, 3 / 5, { atol: 1e-12 });
+  const clean = alphaByTruth([1, 1], [t(false, false), t(false, false)]);
+  assert.ok(Number.isNaN(clean.mislabeled.mean) && clean.mislabeledDetection === undefined);
+  assert.throws(() => alphaByTruth([1], truth), /1 weights for 6/);
 });

@@ -56,7 +56,11 @@ Deno.test({
     ]);
     const figures = (dom.stdout.match(/class="plot-container plotly"/g) ?? []).length;
     const rendered = (dom.stdout.match(/class="main-svg"/g) ?? []).length;
-    assert.equal(figures, 5, "five figures: accuracy, trajectory, α, faithfulness, detection");
+    assert.equal(
+      figures,
+      6,
+      "six figures: accuracy, trajectory, α per class, faithfulness, α by ground truth, detection",
+    );
     assert.ok(rendered >= figures, `${rendered} .main-svg for ${figures} figures`);
     const errors = dom.stderr.split("\n").filter((l) => /CONSOLE.*(Error|error)|Uncaught/.test(l));
     assert.deepEqual(errors, [], errors.join("\n"));
