@@ -16,7 +16,7 @@ import { z } from "zod";
 import { releaseBackend, selectBackend } from "../lib/backend.ts";
 import { writeJsonAtomic } from "../lib/_atomic.ts";
 import { loadDataset } from "../lib/data/dataset.ts";
-import { synthBirdsConfig } from "../lib/data/synthbirds.ts";
+import { synthBirdsAttributes, synthBirdsClasses, synthBirdsConfig } from "../lib/data/synthbirds.ts";
 import { loadTimmModel, randomTimmWeights, resolveTimmConfig } from "../lib/models/registry.ts";
 import { readSafetensors, writeSafetensors } from "../lib/models/safetensors.ts";
 import { log } from "../lib/progress.ts";
@@ -36,6 +36,11 @@ const Options = z.object({
   weightDecay: z.number().min(0).default(0.05).describe("decoupled weight decay"),
   labelSmoothing: z.number().min(0).lt(1).default(0.1).describe("label smoothing ε"),
   clipNorm: z.number().min(0).default(1).describe("global gradient-norm clip (0: off)"),
+  objective: z.enum(["attributes", "classes"]).default("attributes").describe(
+    "attributes: one softmax per part (hue, tail, beak shape, beak colour, wing bars, crown, eye ring); " +
+      "classes: the 32 pretrain classes",
+  ),
+  trainPerClass: z.number().int().min(1).default(80).describe("training images per pretrain class"),
   cropScale: z.number().gt(0).max(1).default(0.35).describe(
     "smallest area fraction of the random resized crop",
   ),
@@ -63,7 +68,12 @@ const started = performance.now();
 await runTask("pretrain-synth", async () => {
   try {
     const { config, preprocessing } = resolveTimmConfig(NAME);
-    const pretrain = loadDataset("synthbirds", options.pretrainRoot, { synthBirds: { preset: "pretrain" } });
+    const pretrainConfig = synthBirdsConfig({
+      preset: "pretrain",
+      perClass: { train: options.trainPerClass, val: 10, test: 10 },
+    });
+    const pretrain = loadDataset("synthbirds", options.pretrainRoot, { synthBirds: pretrainConfig });
+    const attributes = synthBirdsAttributes(synthBirdsClasses("pretrain", pretrainConfig.numClasses));
     const probe = loadDataset("synthbirds", options.probeRoot, { synthBirds: { preset: "default" } });
     const result = await finetune({
       model: NAME,
@@ -78,6 +88,7 @@ await runTask("pretrain-synth", async () => {
       labelSmoothing: options.labelSmoothing,
       clipNorm: options.clipNorm,
       augmentation: { scale: [options.cropScale, 1] },
+      attributes: options.objective === "attributes" ? attributes : undefined,
       seed: options.seed,
       resume: options.resume,
       progressBar: true,
@@ -152,13 +163,19 @@ await runTask("pretrain-synth", async () => {
       training: {
         data: {
           dataset: "synthbirds",
-          config: synthBirdsConfig({ preset: "pretrain" }),
+          config: pretrainConfig,
           train: pretrain.items.filter((i) => i.split === "train").length,
           val: pretrain.items.filter((i) => i.split === "val").length,
           test: pretrain.items.filter((i) => i.split === "test").length,
         },
-        objective: "ERM: cross-entropy with label smoothing, AdamW, cosine schedule with warm-up, " +
-          "random resized crop + flip",
+        objective: (options.objective === "attributes"
+          ? `attribute supervision: Σ of one smoothed cross-entropy per attribute (${
+            attributes.names.map((n, g) =>
+              `${n} ${attributes.sizes[g]}`
+            ).join(", ")
+          } values); val/test top-1 on the classes decoded from the attributes`
+          : "ERM on the 32 classes: cross-entropy with label smoothing") +
+          ", AdamW, cosine schedule with warm-up, random resized crop + flip",
         history: result.history,
         testTop1: result.testTop1,
         backend: `${backend.backend} (${backend.reason})`,

@@ -226,6 +226,38 @@ export function synthBirdsClasses(preset: SynthBirdsConfig["preset"], numClasses
   return classes;
 }
 
+/** The attributes of SynthBirds' classes: names, number of values, and each class's values. */
+export interface SynthBirdsAttributes {
+  /** Attribute names: body hue, tail, beak shape and the four small parts. */
+  names: string[];
+  /** Values per attribute (the body hues are those the classes use). */
+  sizes: number[];
+  /** One row of attribute values per class, in label order. */
+  values: number[][];
+}
+
+/**
+ * The parts of every class as attributes, for attribute-supervised pretraining (`finetune`'s `attributes`):
+ * body hue (one value per distinct hue among `classes`), tail (3), beak shape (3), beak colour, wing bars, crown
+ * and eye ring (2 each).
+ */
+export function synthBirdsAttributes(classes: readonly SynthBirdsClass[]): SynthBirdsAttributes {
+  const hues = [...new Set(classes.map((c) => c.species.body[0]))].sort((a, b) => a - b);
+  return {
+    names: ["hue", "tail", "beakShape", "beakColour", "wingBars", "crown", "eyeRing"],
+    sizes: [hues.length, TAILS.length, BEAKS.length, 2, 2, 2, 2],
+    values: classes.map(({ species: b }) => [
+      hues.indexOf(b.body[0]),
+      TAILS.indexOf(b.tail),
+      BEAKS.indexOf(b.beakShape),
+      Number(b.beakColour === "yellow"),
+      Number(b.wingBars === 2),
+      Number(b.crown === "red"),
+      Number(b.eyeRing),
+    ]),
+  };
+}
+
 /**
  * A contact sheet of clean renders: one row per group, `perClass` images of each of its species side by side,
  * 2-pixel white gutters. Used for the README (data/synthbirds_contact_sheet.png).

@@ -58,7 +58,7 @@ import { parameterGroups } from "./_param_groups.ts";
 import { cosineLearningRate } from "./_schedule.ts";
 import { forwardSplit, type SplitReader } from "./_forward_split.ts";
 import { alphaStep } from "./_alpha_step.ts";
-import { type TrainableModel, weightedLossGradients } from "./weighted_loss.ts";
+import { groupLogSoftmax, type TrainableModel, weightedLossGradients } from "./weighted_loss.ts";
 
 /** CARROT mode's α updates; every field has a default. */
 export interface AlphaUpdateOptions {
@@ -70,6 +70,19 @@ export interface AlphaUpdateOptions {
   stepSize?: number;
   /** ESS floor ρ ∈ [0, 1] (default 0.5). */
   rho?: number;
+}
+
+/**
+ * Attribute supervision: every class is a vector of attribute values (e.g. SynthBirds' body hue, tail, beak shape and
+ * four small parts; CUB's annotated attributes). The head then has Σ_g s_g outputs, attribute g owning s_g
+ * consecutive logits with their own softmax, and the loss of image i is Σ_g CE_ε(z_g, a_g(y_i)). Evaluation stays
+ * on classes: log p(c | x) = Σ_g log softmax(z_g)[a_g(c)] + const, renormalised over the K classes.
+ */
+export interface AttributeTargets {
+  /** s_g: the number of values of each attribute. */
+  sizes: number[];
+  /** a_g(c): `values[c][g]` ∈ 0..s_g − 1, one row per class. */
+  values: number[][];
 }
 
 /** Options of `finetune`. Defaults follow common ViT fine-tuning recipes, scaled to small batches. */
@@ -102,8 +115,10 @@ export interface FinetuneOptions {
   layerDecay?: number;
   /** Global gradient-norm clip c; 0 disables (default 1). */
   clipNorm?: number;
-  /** Label smoothing ε ∈ [0, 1) (default 0). */
+  /** Label smoothing ε ∈ [0, 1) (default 0; per attribute with `attributes`). */
   labelSmoothing?: number;
+  /** Train the head on attributes of the classes instead of the classes themselves (default: classes). */
+  attributes?: AttributeTargets;
   /** Training augmentation (default timm's random resized crop scale (0.08, 1) and flip 0.5). */
   augmentation?: TrainTransformOptions;
   /** "erm" (α ≡ 1, default) or "carrot" (alternating α updates). */
@@ -307,6 +322,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
   const train = splitOf(options.dataset, "train"), val = splitOf(options.dataset, "val");
   const test = splitOf(options.dataset, "test");
   const numClasses = options.dataset.classNames.length;
+  const attributes = options.attributes && checkedAttributes(options.attributes, numClasses);
   if (train.items.length === 0 || val.items.length === 0) {
     throw new RangeError(
       `finetune: ${options.dataset.name} has ${train.items.length} train and ${val.items.length} val items; ` +
@@ -314,7 +330,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
     );
   }
   const { name, config, preprocessing } = resolveTimmConfig(options.model, {
-    overrides: { numClasses },
+    overrides: { numClasses: attributes ? attributes.sizes.reduce((a, b) => a + b, 0) : numClasses },
     preprocessing: options.preprocessing,
   });
   const micro = Math.ceil(s.batchSize / s.accumulation);
@@ -339,6 +355,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
     train: idsHash(train),
     val: idsHash(val),
     settings: s,
+    ...(attributes ? { attributes } : {}),
   };
   const modelMeta = { config, preprocessing };
   const decoder = options.decoder ?? await selectImageDecoder("auto");
@@ -396,11 +413,16 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
     bannerHeight: options.dataset.bannerHeight,
     batchSize: options.evalBatchSize ?? 64,
   };
-  /** Probabilities [n, K] and features [n, D] of a split under the eval transform. */
+  // class log-likelihoods from attribute log-probabilities: log p(c | x) = Σ_g log p_g(a_g(c) | x) = logp · M
+  const decode = attributes && tf.tensor2d(attributeDecoder(attributes), [config.numClasses, numClasses]);
+  /** Class probabilities [n, K] and features [n, D] of a split under the eval transform. */
   const evaluate = async (split: SplitItems) => {
     const [probabilities, features] = await forwardSplit(split.items, reader, (images) => {
       const out = timmForward(config, run.model.params, images);
-      return [tf.softmax(out.logits!), out.features];
+      const logits: tf.Tensor2D = decode
+        ? tf.matMul(groupLogSoftmax(out.logits!, attributes!.sizes), decode)
+        : out.logits!;
+      return [tf.softmax(logits) as tf.Tensor2D, out.features];
     });
     return { probabilities, features };
   };
@@ -429,9 +451,13 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
       ]);
       const result = weightedLossGradients(run.model, {
         images,
-        labels: Int32Array.from(positions.subarray(start, end), (i) => train.labels[i]),
+        labels: Int32Array.from(
+          [...positions.subarray(start, end)].flatMap((i) =>
+            attributes ? attributes.values[train.labels[i]] : [train.labels[i]]
+          ),
+        ),
         alpha: alpha.subarray(start, end),
-      }, { labelSmoothing: s.labelSmoothing, normalizer });
+      }, { labelSmoothing: s.labelSmoothing, normalizer, groups: attributes?.sizes });
       images.dispose();
       loss += await readScalar(result.loss);
       if (!sum) {
@@ -551,9 +577,40 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
       finished,
     };
   } finally {
+    decode?.dispose();
     run.optimizer.dispose();
     tf.dispose([...run.model.params.values()]);
   }
+}
+
+/** Validates attribute targets against K classes; returns them. */
+function checkedAttributes(attributes: AttributeTargets, numClasses: number): AttributeTargets {
+  const { sizes, values } = attributes;
+  const ok = sizes.length >= 1 && sizes.every((v) => Number.isInteger(v) && v >= 1) &&
+    values.length === numClasses &&
+    values.every((row) =>
+      row.length === sizes.length && row.every((v, g) => Number.isInteger(v) && v >= 0 && v < sizes[g])
+    );
+  if (!ok) {
+    throw new RangeError(
+      `finetune: attributes need sizes ≥ 1 and one row of ${sizes.length} values per class (${numClasses} ` +
+        `classes), each value in 0..size − 1`,
+    );
+  }
+  return attributes;
+}
+
+/** M [Σ s_g, K] with M[offset_g + a_g(c), c] = 1: class scores = attribute log-probabilities · M. */
+function attributeDecoder({ sizes, values }: AttributeTargets): Float32Array {
+  const k = values.length, m = new Float32Array(sizes.reduce((a, b) => a + b, 0) * k);
+  values.forEach((row, c) => {
+    let offset = 0;
+    row.forEach((v, g) => {
+      m[(offset + v) * k + c] = 1;
+      offset += sizes[g];
+    });
+  });
+  return m;
 }
 
 function toVariables(tensors: Map<string, tf.Tensor>): Map<string, tf.Variable> {

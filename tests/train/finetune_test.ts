@@ -130,3 +130,47 @@ Deno.test("finetune() in CARROT mode from pretrained weights moves α and keeps 
   const run = JSON.parse(Deno.readTextFileSync(join(root, "carrot", "run.json")));
   assert.deepEqual(run.initialization.ignored, ["head.bias", "head.weight"], "the old head is not loaded");
 });
+
+Deno.test("finetune() with attribute targets: Σ s_g outputs, val metrics decoded to classes, bad targets refused", async () => {
+  await selectBackend("wasm", { threads: 1, quiet: true });
+  // 4 classes as 2 attributes with 2 and 3 values (one value of the second never used)
+  const attributes = { sizes: [2, 3], values: [[0, 0], [0, 2], [1, 0], [1, 2]] };
+  const before = tf.memory().numTensors;
+  const result = await finetune({ ...base("attributes"), attributes });
+  assert.equal(tf.memory().numTensors, before, "finetune frees every tensor it made");
+  assert.equal(result.config.numClasses, 5);
+  const model = await loadTimmModel(result.config, result.model);
+  const val = dataset.items.filter((item) => item.split === "val");
+  const pre = { ...result.preprocessing, size: result.preprocessing.inputSize[1] };
+  const { pixels } = await readImageBatch(val.map((item) => item.path), {
+    decoder: await selectImageDecoder(),
+    transform: (image) => evalTransform(image, pre),
+  });
+  const logits = tf.tidy(() => model.forward(tf.tensor4d(pixels, [val.length, 32, 32, 3]))!);
+  const z = (await logits.array()) as number[][];
+  tf.dispose(logits);
+  model.dispose();
+  // float64 decoding: log p(c | x) = Σ_g log softmax(z_g)[a_g(c)], renormalised over the 4 classes
+  const logSoftmax = (v: number[]) => {
+    const max = Math.max(...v), sum = v.reduce((s, x) => s + Math.exp(x - max), 0);
+    return v.map((x) => x - max - Math.log(sum));
+  };
+  const probabilities = new Float32Array(val.length * 4);
+  z.forEach((row, i) => {
+    const [a, b] = [logSoftmax(row.slice(0, 2)), logSoftmax(row.slice(2))];
+    const scores = attributes.values.map(([u, v]) => a[u] + b[v]);
+    const p = logSoftmax(scores).map(Math.exp);
+    probabilities.set(p, i * 4);
+  });
+  const metrics = metricsFromProbabilities(probabilities, Int32Array.from(val, (item) => item.label), 4);
+  const last = result.history.at(-1)!;
+  assert.equal(metrics.accuracy, last.valTop1);
+  assertClose(metrics.nll, last.valLoss, { rtol: 1e-5, what: "val loss decoded from attributes" });
+  await assert.rejects(
+    finetune({
+      ...base("attributes-bad"),
+      attributes: { sizes: [2, 3], values: [[0, 3], [0, 0], [1, 0], [1, 1]] },
+    }),
+    /one row of 2 values per class \(4 classes\), each value in 0..size − 1/,
+  );
+});

@@ -4,7 +4,12 @@ import assert from "node:assert/strict";
 import { selectBackend } from "../../lib/backend.ts";
 import { randomTimmWeights, resolveTimmConfig, type TimmConfigInput } from "../../lib/models/registry.ts";
 import { Random } from "../../lib/random.ts";
-import { type TrainableModel, weightedLossGradients } from "../../lib/train/weighted_loss.ts";
+import {
+  groupLogSoftmax,
+  type TrainableModel,
+  weightedLossGradients,
+} from "../../lib/train/weighted_loss.ts";
+import { timmForward } from "../../lib/models/registry.ts";
 import { assertClose } from "../_assert.ts";
 import { availableBackends } from "../_problems.ts";
 
@@ -115,3 +120,57 @@ for (
     }
   });
 }
+
+Deno.test("weightedLossGradients() with attribute groups: Σ_g smoothed CE per group (float64 reference), exact gradient", async () => {
+  await selectBackend("cpu", { quiet: true });
+  const sizes = [2, 3], epsilon = 0.2; // 5 logits: attribute 0 has 2 values, attribute 1 has 3
+  const model = trainable(tinyVit, 5), { images, alpha } = batchFor(model);
+  const labels = Int32Array.from([0, 2, 1, 0, 1, 1, 0, 2]); // [4 images × 2 attributes]
+  const options = { labelSmoothing: epsilon, groups: sizes };
+  const { loss, gradients } = weightedLossGradients(model, { images, labels, alpha }, options);
+  const logits = tf.tidy(() => timmForward(model.config, model.params, images).logits!)
+    .arraySync() as number[][];
+  let expected = 0;
+  logits.forEach((z, i) => {
+    let offset = 0;
+    sizes.forEach((size, g) => {
+      const slice = z.slice(offset, offset + size), max = Math.max(...slice);
+      const logSum = max + Math.log(slice.reduce((s, v) => s + Math.exp(v - max), 0));
+      slice.forEach((v, c) => {
+        const target = (c === labels[2 * i + g] ? 1 - epsilon : 0) + epsilon / size;
+        expected -= alpha[i] * target * (v - logSum);
+      });
+      offset += size;
+    });
+  });
+  expected /= alpha.reduce((a, b) => a + b, 0);
+  assertClose(loss.dataSync()[0], expected, { rtol: 1e-5, what: "grouped loss" });
+  // one group of size K is the plain log-softmax
+  const z = tf.tensor2d([[0.5, -1, 2]]);
+  assertClose(groupLogSoftmax(z, [3]).dataSync(), tf.logSoftmax(z).dataSync(), { atol: 0 });
+  // the gradient: central differences on the largest entry of the head weight
+  const variable = model.params.get("head.weight")!, g = gradients.get("head.weight")!.dataSync();
+  let worst = 0;
+  for (let i = 1; i < g.length; i++) if (Math.abs(g[i]) > Math.abs(g[worst])) worst = i;
+  const original = variable.dataSync().slice(), h = 1e-2;
+  const at = (delta: number) => {
+    const shifted = original.slice();
+    shifted[worst] += delta;
+    tf.tidy(() => variable.assign(tf.tensor(shifted, variable.shape)));
+    return tf.tidy(() => {
+      const r = weightedLossGradients(model, { images, labels, alpha }, options);
+      tf.dispose([...r.gradients.values()]);
+      return r.loss.dataSync()[0];
+    });
+  };
+  assertClose(g[worst], (at(h) - at(-h)) / (2 * h), { rtol: 1e-3, atol: 1e-5, what: "∂L/∂head.weight" });
+  assert.throws(
+    () => weightedLossGradients(model, { images, labels: labels.subarray(0, 4), alpha }, options),
+    /one label per group and image/,
+  );
+  assert.throws(
+    () => weightedLossGradients(model, { images, labels: labels.map(() => 2), alpha }, options),
+    /label 2 of group 0 is outside 0..1/,
+  );
+  tf.dispose([z, loss, ...gradients.values(), images, ...model.params.values()]);
+});
