@@ -235,6 +235,8 @@ export {
   loadSynthBirds,
   type LoadSynthBirdsOptions,
   materializeSynthBirds,
+  type SynthBirdsAttributes,
+  synthBirdsAttributes,
   type SynthBirdsClass,
   synthBirdsClasses,
   type SynthBirdsConfig,
@@ -359,10 +361,16 @@ export {
   type AlphaStats,
   type AlphaStepRecord,
   type AlphaUpdateOptions,
+  type AttributeTargets,
   type EpochRecord,
   finetune,
   type FinetuneOptions,
   type FinetuneResult,
 } from "./lib/train/finetune.ts";
-export { type TrainableModel, type WeightedBatch, weightedLossGradients } from "./lib/train/weighted_loss.ts";
+export {
+  groupLogSoftmax,
+  type TrainableModel,
+  type WeightedBatch,
+  weightedLossGradients,
+} from "./lib/train/weighted_loss.ts";
 export { linearProbe, type LinearProbeOptions, type LinearProbeResult } from "./lib/train/linear_probe.ts";
