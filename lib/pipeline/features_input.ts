@@ -4,6 +4,7 @@
  * and "labels" [N] in I32/I64, optionally "ids" in the metadata as a JSON array).
  */
 import * as tf from "@tensorflow/tfjs";
+import { existsSync, readFileSync } from "node:fs";
 import type { LabeledFeatures } from "../carrot/labeled_features.ts";
 import {
   type Dataset,
@@ -88,6 +89,14 @@ export async function loadImageFeatures(options: ImageFeaturesOptions): Promise<
       }…); ` +
       `decoder ${decoder.name}`,
   );
+  const card = backboneCard(options.weights, model.weightsSha256);
+  if (card) {
+    log(
+      `  backbone card ${card.path}: linear probe on SynthBirds' default task ${
+        (100 * card.linearProbe).toFixed(1)
+      }% test top-1 (random weights of the same architecture: ${(100 * card.randomProbe).toFixed(1)}%)`,
+    );
+  }
   const skipped: { split: string; path: string; reason: string }[] = [];
   const run = async (split: Split): Promise<SplitFeatures | undefined> => {
     const source = datasetSource(dataset, split, model.preprocessing, decoder, {
@@ -128,12 +137,33 @@ export async function loadImageFeatures(options: ImageFeaturesOptions): Promise<
         model: model.name,
         weights: options.weights,
         weightsSha256: model.weightsSha256,
+        ...(card ? { backboneCard: card } : {}),
         preprocessing: model.preprocessing,
         skippedImages: skipped,
       },
     };
   } finally {
     model.dispose();
+  }
+}
+
+/**
+ * The card `deno task pretrain-synth` writes beside its weights (`<stem>.json` for `<stem>.safetensors`), when it
+ * describes exactly these weights (same SHA-256): its linear-probe accuracies.
+ */
+export function backboneCard(weights: string | undefined, sha256: string) {
+  const path = weights?.replace(/\.safetensors$/, ".json");
+  if (!path || path === weights || !existsSync(path)) return undefined;
+  try {
+    const card = JSON.parse(readFileSync(path, "utf8"));
+    if (card.weights?.sha256 !== sha256) return undefined;
+    return {
+      path,
+      linearProbe: Number(card.linearProbe.pretrained.testAccuracy),
+      randomProbe: Number(card.linearProbe.random.testAccuracy),
+    };
+  } catch {
+    return undefined; // not a card: nothing to report
   }
 }
 
