@@ -61,7 +61,7 @@ const schema = z.object({
   ),
   maxOuterSteps: z.coerce.number().int().min(0).optional().describe(
     "carrot: cap on the steps of a path that keeps running while its last step is the best on val (default " +
-      "3 × outerSteps)",
+      "outerSteps: off)",
   ),
   folds: z.coerce.number().int().min(2).default(3).describe(
     "folds of CARROT's cross-fitted objective (the library default is 5; 3 keeps the default run within 180 s)",

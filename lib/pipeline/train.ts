@@ -102,7 +102,7 @@ export interface TrainConfig {
   stepSize?: number;
   /** Outer steps (default 4 per path for carrot — `carrotReweight`'s is 6 — and 20 for rro). */
   outerSteps?: number;
-  /** CARROT: cap on the steps of a path extended while its last step is the best on val (default 3 × outerSteps). */
+  /** CARROT: cap on the steps of a path extended while its last step is the best on val (default outerSteps: off). */
   maxOuterSteps?: number;
   /** Folds of CARROT's cross-fitted objective. */
   folds: number;
