@@ -1,12 +1,14 @@
 /**
  * `deno task pretrain-synth`: trains `vit_tiny_synth`, the small ViT behind the embedded default, from random
- * weights with plain supervised ERM (`finetune`, mode "erm") on SynthBirds' "pretrain" preset (32 classes disjoint
- * from the default task's), then measures what the features are worth: a linear probe (`linearProbe`: CARROT's
- * ERM head, λ chosen on val by NLL, top-1 on test) on the default SynthBirds task, for the pretrained weights and
- * for random weights of the same architecture. Writes `<out>.safetensors` (the weights without the 32-class head,
- * timm keys, F32; loads with `loadTimmModel("vit_tiny_synth", path)`) and `<out>.json` (the card: config, data
- * config, the exact command, seed, data, training history, probe accuracies, SHA-256). The architecture is the
- * registered `vit_tiny_synth` config; checkpoints go to `--run`, so `--resume` continues an interrupted run.
+ * weights (`finetune`, mode "erm") on SynthBirds' "pretrain" preset (128 classes disjoint from the default task's:
+ * 8 body colours × all 16 combinations of the four small parts), by default with attribute supervision (one
+ * softmax per part: hue, tail, beak shape, beak colour, wing bars, crown, eye ring), then measures what the
+ * features are worth: a linear probe (`linearProbe`: CARROT's ERM head, λ chosen on val by NLL, top-1 on test) on
+ * the default SynthBirds task, for the pretrained weights and for random weights of the same architecture. Writes
+ * `<out>.safetensors` (the weights without the pretraining head, timm keys, F32; loads with
+ * `loadTimmModel("vit_tiny_synth", path)`) and `<out>.json` (the card: config, data config, the exact command,
+ * seed, data, training history, probe accuracies, SHA-256). The architecture is the registered `vit_tiny_synth`
+ * config; checkpoints go to `--run`, so `--resume` continues an interrupted run.
  */
 import * as tf from "@tensorflow/tfjs";
 import { dirname } from "node:path";
@@ -38,9 +40,9 @@ const Options = z.object({
   clipNorm: z.number().min(0).default(1).describe("global gradient-norm clip (0: off)"),
   objective: z.enum(["attributes", "classes"]).default("attributes").describe(
     "attributes: one softmax per part (hue, tail, beak shape, beak colour, wing bars, crown, eye ring); " +
-      "classes: the 32 pretrain classes",
+      "classes: the 128 pretrain classes",
   ),
-  trainPerClass: z.number().int().min(1).default(80).describe("training images per pretrain class"),
+  trainPerClass: z.number().int().min(1).default(40).describe("training images per pretrain class"),
   cropScale: z.number().gt(0).max(1).default(0.35).describe(
     "smallest area fraction of the random resized crop",
   ),
@@ -70,7 +72,7 @@ await runTask("pretrain-synth", async () => {
     const { config, preprocessing } = resolveTimmConfig(NAME);
     const pretrainConfig = synthBirdsConfig({
       preset: "pretrain",
-      perClass: { train: options.trainPerClass, val: 10, test: 10 },
+      perClass: { train: options.trainPerClass, val: 5, test: 5 },
     });
     const pretrain = loadDataset("synthbirds", options.pretrainRoot, { synthBirds: pretrainConfig });
     const attributes = synthBirdsAttributes(synthBirdsClasses("pretrain", pretrainConfig.numClasses));
@@ -174,7 +176,7 @@ await runTask("pretrain-synth", async () => {
               `${n} ${attributes.sizes[g]}`
             ).join(", ")
           } values); val/test top-1 on the classes decoded from the attributes`
-          : "ERM on the 32 classes: cross-entropy with label smoothing") +
+          : "ERM on the 128 classes: cross-entropy with label smoothing") +
           ", AdamW, cosine schedule with warm-up, random resized crop + flip",
         history: result.history,
         testTop1: result.testTop1,
