@@ -274,7 +274,9 @@ function registered(fields: Partial<VitConfig>, data: Omit<Preprocessing, "input
  * Registered ViTs by timm name, with the data config of timm's default pretrained tag (augreg in21k→in1k:
  * mean = std = 0.5, bicubic, crop 0.9, 1.0 at 384 px; DINOv2 lvd142m: ImageNet mean/std, 518 px, crop 1.0, no head).
  * `vit_tiny_synth` is CARROT's own: the 64 px, patch-8 ViT pretrained on SynthBirds' "pretrain" classes by
- * `deno task pretrain-synth` (weights and card in `data/weights/`), no head, mean = std = 0.5, crop 1.0.
+ * `deno task pretrain-synth` (weights and card in `data/weights/`), no head, mean = std = 0.5, crop 1.0; its
+ * features are the class token (average pooling learnt the small parts far more slowly: the mean over 64 patch
+ * tokens is dominated by the background).
  */
 export const VIT_MODELS = {
   vit_tiny_patch16_224: registered({ embedDim: 192, numHeads: 3 }, AUGREG),
@@ -296,7 +298,7 @@ export const VIT_MODELS = {
     DINOV2,
   ),
   vit_tiny_synth: registered(
-    { imgSize: 64, patchSize: 8, embedDim: 128, depth: 4, numHeads: 4, numClasses: 0, globalPool: "avg" },
+    { imgSize: 64, patchSize: 8, embedDim: 128, depth: 4, numHeads: 4, numClasses: 0, globalPool: "token" },
     { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], interpolation: "bicubic", cropPct: 1 },
   ),
 } as const;
