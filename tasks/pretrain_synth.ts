@@ -149,7 +149,7 @@ await runTask("pretrain-synth", async () => {
       name: NAME,
       description:
         "ViT (timm layout) pretrained from scratch on SynthBirds' pretrain preset; the embedded default " +
-        "backbone. Features: the class token after the final LayerNorm (timm global_pool \"token\"), 128-d.",
+        'backbone. Features: the class token after the final LayerNorm (timm global_pool "token"), 128-d.',
       config,
       preprocessing,
       weights: {
