@@ -56,6 +56,26 @@ async function gradientsOn(backend: "cpu" | "wasm" | "webgpu", input: TimmConfig
   return { value, gradients: out };
 }
 
+/**
+ * ∂L/∂θ_i analytic and by central differences (step 1e-2) at the entry i with the largest |∂L/∂θ| (the
+ * best-conditioned difference quotient); restores the variable.
+ */
+function centralDifference(variable: tf.Variable, gradient: tf.Tensor, lossAt: () => number) {
+  const g = gradient.dataSync();
+  let worst = 0;
+  for (let i = 1; i < g.length; i++) if (Math.abs(g[i]) > Math.abs(g[worst])) worst = i;
+  const original = variable.dataSync().slice(), h = 1e-2;
+  const at = (delta: number) => {
+    const shifted = original.slice();
+    shifted[worst] += delta;
+    tf.tidy(() => variable.assign(tf.tensor(shifted, variable.shape)));
+    return lossAt();
+  };
+  const numeric = (at(h) - at(-h)) / (2 * h);
+  tf.tidy(() => variable.assign(tf.tensor(original, variable.shape)));
+  return { index: worst, analytic: g[worst], numeric };
+}
+
 for (
   const [what, input, keys] of [
     ["ViT", tinyVit, [
@@ -86,19 +106,8 @@ for (
         return loss.dataSync()[0];
       });
     for (const key of keys) {
-      const variable = model.params.get(key)!, g = gradients.get(key)!.dataSync();
-      let worst = 0; // the entry with the largest |∂L/∂θ|: the best-conditioned difference quotient
-      for (let i = 1; i < g.length; i++) if (Math.abs(g[i]) > Math.abs(g[worst])) worst = i;
-      const original = variable.dataSync().slice(), h = 1e-2;
-      const at = (delta: number) => {
-        const shifted = original.slice();
-        shifted[worst] += delta;
-        tf.tidy(() => variable.assign(tf.tensor(shifted, variable.shape)));
-        return lossAt();
-      };
-      const numeric = (at(h) - at(-h)) / (2 * h);
-      tf.tidy(() => variable.assign(tf.tensor(original, variable.shape)));
-      assertClose(g[worst], numeric, { rtol: 1e-3, atol: 1e-5, what: `${what} ∂L/∂${key}[${worst}]` });
+      const d = centralDifference(model.params.get(key)!, gradients.get(key)!, lossAt);
+      assertClose(d.analytic, d.numeric, { rtol: 1e-3, atol: 1e-5, what: `${what} ∂L/∂${key}[${d.index}]` });
     }
     tf.dispose([loss, ...gradients.values(), batch.images, ...model.params.values()]);
   });
@@ -149,21 +158,17 @@ Deno.test("weightedLossGradients() with attribute groups: Σ_g smoothed CE per g
   const z = tf.tensor2d([[0.5, -1, 2]]);
   assertClose(groupLogSoftmax(z, [3]).dataSync(), tf.logSoftmax(z).dataSync(), { atol: 0 });
   // the gradient: central differences on the largest entry of the head weight
-  const variable = model.params.get("head.weight")!, g = gradients.get("head.weight")!.dataSync();
-  let worst = 0;
-  for (let i = 1; i < g.length; i++) if (Math.abs(g[i]) > Math.abs(g[worst])) worst = i;
-  const original = variable.dataSync().slice(), h = 1e-2;
-  const at = (delta: number) => {
-    const shifted = original.slice();
-    shifted[worst] += delta;
-    tf.tidy(() => variable.assign(tf.tensor(shifted, variable.shape)));
-    return tf.tidy(() => {
-      const r = weightedLossGradients(model, { images, labels, alpha }, options);
-      tf.dispose([...r.gradients.values()]);
-      return r.loss.dataSync()[0];
-    });
-  };
-  assertClose(g[worst], (at(h) - at(-h)) / (2 * h), { rtol: 1e-3, atol: 1e-5, what: "∂L/∂head.weight" });
+  const d = centralDifference(
+    model.params.get("head.weight")!,
+    gradients.get("head.weight")!,
+    () =>
+      tf.tidy(() => {
+        const r = weightedLossGradients(model, { images, labels, alpha }, options);
+        tf.dispose([...r.gradients.values()]);
+        return r.loss.dataSync()[0];
+      }),
+  );
+  assertClose(d.analytic, d.numeric, { rtol: 1e-3, atol: 1e-5, what: "∂L/∂head.weight" });
   assert.throws(
     () => weightedLossGradients(model, { images, labels: labels.subarray(0, 4), alpha }, options),
     /one label per group and image/,
