@@ -343,6 +343,7 @@ export {
   rankSuspects,
   type SuspectOptions,
   type SuspectRanking,
+  truthGroup,
 } from "./lib/carrot/debug.ts";
 export {
   type CarrotSeedDetails,

@@ -31,7 +31,6 @@ import {
   type HeldOutWeighting,
 } from "./crossfit.ts";
 import { CandidateScorer, type SelectionResult } from "./selection.ts";
-import { fitTemperature } from "./temperature.ts";
 
 /** Options of `carrotReweight`, with their defaults (fixed before the robustness grid was run). */
 export interface CarrotOptions extends
@@ -178,7 +177,7 @@ export async function carrotReweight(
       await extend(p, Math.min(outerSteps, maxOuterSteps - last.step));
     }
     const { fit, ...selection } = await scorer.finish();
-    const ermTemperature = (await fitTemperature(erm, val)).temperature;
+    const ermTemperature = selection.rows[0].temperature; // candidate 0 is the ERM head, its T fitted on val
     return {
       alpha: scorer.candidates[selection.chosen].alpha,
       fit,

@@ -130,6 +130,11 @@ export interface AlphaByTruth {
   shortcutDetection?: DetectionMetrics;
 }
 
+/** The ground-truth group of a training point: mislabeled wins over shortcut; neither is clean. */
+export function truthGroup(t: { noisy: boolean; shortcut: boolean }): "clean" | "mislabeled" | "shortcut" {
+  return t.noisy ? "mislabeled" : t.shortcut ? "shortcut" : "clean";
+}
+
 /**
  * Groups a weighting α `[n]` by ground truth (`noisy`, `shortcut` per point): mean α per group, the ratios
  * ᾱ_mislabeled / ᾱ_clean and ᾱ_shortcut / ᾱ_clean, and α as a detector (AUROC etc. of the score −α_i).
@@ -141,24 +146,25 @@ export function alphaByTruth(
   if (alpha.length !== truth.length) {
     throw new RangeError(`alphaByTruth: ${alpha.length} weights for ${truth.length} ground-truth entries`);
   }
-  const group = (pick: (t: { noisy: boolean; shortcut: boolean }) => boolean): AlphaGroup => {
+  const group = (name: ReturnType<typeof truthGroup>): AlphaGroup => {
     let sum = 0, count = 0;
-    truth.forEach((t, i) => pick(t) && (sum += alpha[i], count++));
+    truth.forEach((t, i) => truthGroup(t) === name && (sum += alpha[i], count++));
     return { mean: count ? sum / count : NaN, count };
   };
-  const clean = group((t) => !t.noisy && !t.shortcut);
-  const mislabeled = group((t) => t.noisy), shortcut = group((t) => t.shortcut && !t.noisy);
+  const clean = group("clean"), mislabeled = group("mislabeled"), shortcut = group("shortcut");
   const scores = Array.from(alpha, (a) => -a);
-  const detect = (flags: number[], count: number) =>
-    count > 0 && count < flags.length ? detectionMetrics(scores, flags) : undefined;
+  const detect = (name: ReturnType<typeof truthGroup>, count: number) =>
+    count > 0 && count < truth.length
+      ? detectionMetrics(scores, truth.map((t) => Number(truthGroup(t) === name)))
+      : undefined;
   return {
     clean,
     mislabeled,
     shortcut,
     mislabeledRatio: mislabeled.mean / clean.mean,
     shortcutRatio: shortcut.mean / clean.mean,
-    mislabeledDetection: detect(truth.map((t) => Number(t.noisy)), mislabeled.count),
-    shortcutDetection: detect(truth.map((t) => Number(t.shortcut && !t.noisy)), shortcut.count),
+    mislabeledDetection: detect("mislabeled", mislabeled.count),
+    shortcutDetection: detect("shortcut", shortcut.count),
   };
 }
 

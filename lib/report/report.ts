@@ -7,7 +7,7 @@
  * with their top supporting and opposing training images, and the top suspects.
  */
 import type { RunArtifacts, RunResult } from "../pipeline/train.ts";
-import type { ItemTruth } from "../data/dataset.ts";
+import { truthGroup } from "../carrot/debug.ts";
 import { figureBundle, type PlotlyFigure } from "./display.ts";
 import { barFigure, lineFigure } from "./figures.ts";
 import { readImage, selectImageDecoder } from "../data/images.ts";
@@ -150,18 +150,13 @@ export async function renderReport(result: RunResult, artifacts: RunArtifacts): 
   // per seed: the ground truth of its training rows, aligned with its α
   const seedTruth = (s: number) => Array.from(artifacts.trainIndicesPerSeed[s], (i) => items![i].truth!);
   if (truth && truth.some((t) => t.noisy || t.shortcut)) {
-    const groups = [
-      ["clean", (t: ItemTruth) => !t.noisy && !t.shortcut],
-      ["mislabeled", (t: ItemTruth) => t.noisy],
-      ["shortcut", (t: ItemTruth) => t.shortcut && !t.noisy],
-    ] as const;
     figures.push([
       "α after CARROT of clean, mislabeled and shortcut training images, per seed (SynthBirds' ground truth)",
       {
-        data: groups.map(([name, pick]) => {
+        data: (["clean", "mislabeled", "shortcut"] as const).map((name) => {
           const x: string[] = [], y: number[] = [];
           artifacts.alphaPerSeed.forEach((alpha, s) =>
-            seedTruth(s).forEach((t, i) => pick(t) && (x.push(`seed ${s}`), y.push(alpha[i])))
+            seedTruth(s).forEach((t, i) => truthGroup(t) === name && (x.push(`seed ${s}`), y.push(alpha[i])))
           );
           return { type: "box", name, x, y, boxmean: true, boxpoints: "outliers" };
         }),
@@ -342,9 +337,7 @@ async function gallery(result: RunResult, artifacts: RunArtifacts): Promise<stri
   const suspects: string[] = [];
   for (const s of artifacts.suspects.slice(0, 24)) {
     const item = features.train.items?.[s.index];
-    const flag = item?.truth
-      ? (item.truth.noisy ? " ✗ mislabeled" : item.truth.shortcut ? " shortcut" : " clean")
-      : "";
+    const flag = item?.truth ? ` ${item.truth.noisy ? "✗ " : ""}${truthGroup(item.truth)}` : "";
     suspects.push(
       await tile(
         item?.path,
@@ -360,13 +353,11 @@ async function gallery(result: RunResult, artifacts: RunArtifacts): Promise<stri
     const tiles: string[] = [];
     for (const row of rows.filter((r) => alpha[r] !== 1)) {
       const item = features.train.items?.[rowsOfSeed[row]], given = features.train.labels[rowsOfSeed[row]];
-      const truth = item?.truth
-        ? item.truth.noisy
-          ? `<br>✗ true: ${name(item.truth.label)}`
-          : item.truth.shortcut
-          ? "<br>shortcut"
-          : "<br>clean"
-        : "";
+      const truth = !item?.truth
+        ? ""
+        : item.truth.noisy
+        ? `<br>✗ true: ${name(item.truth.label)}`
+        : `<br>${truthGroup(item.truth)}`;
       tiles.push(await tile(item?.path, `α ${alpha[row].toFixed(2)}<br>${name(given)}${truth}`, cls));
     }
     return tiles.join("") || "<p>none: the selection kept α ≡ 1 on seed 0</p>";
