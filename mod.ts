@@ -138,6 +138,7 @@ export type {
 export {
   filterVitCheckpoint,
   VIT_DEFAULTS,
+  VIT_EXTRA_ARGUMENTS,
   VIT_MODELS,
   type VitConfig,
   vitParameterShapes,
@@ -147,6 +148,7 @@ export {
   relativePositionIndex,
   shiftedWindowMask,
   SWIN_DEFAULTS,
+  SWIN_EXTRA_ARGUMENTS,
   SWIN_MODELS,
   type SwinConfig,
   swinParameterShapes,
@@ -156,16 +158,20 @@ export {
   type LoadTimmModelOptions,
   loadTimmParameters,
   randomTimmWeights,
+  readTimmHubFolder,
   type RegisteredModel,
+  type ResolvedTimmModel,
   resolveTimmConfig,
   TIMM_MODELS,
   timmActivationBytes,
   type TimmConfig,
   type TimmConfigInput,
   timmForward,
+  type TimmHubModel,
   type TimmParameters,
   timmParameterShapes,
 } from "./lib/models/registry.ts";
+export type { ExtraTimmArguments } from "./lib/models/_timm.ts";
 export {
   extractFeatures,
   type ExtractFeaturesOptions,
@@ -174,6 +180,7 @@ export {
   type ImageItem,
   type ImageSource,
 } from "./lib/features.ts";
+export { InputError, InputTypeError, isUserError } from "./lib/errors.ts";
 export {
   type BoundingBox,
   type Dataset,
@@ -285,7 +292,10 @@ export {
   type CarrotResult,
   carrotReweight,
   defaultCarrotPaths,
+  defaultTrimFractions,
+  describeCandidate,
 } from "./lib/carrot/carrot.ts";
+export { lossTrimAlpha, type TrimOptions } from "./lib/carrot/trim.ts";
 export {
   defaultLambdaGrid,
   tuneLambda,

@@ -16,7 +16,8 @@
  *
  * Each finished cell is stored in its own file under `bench/results/robustness/` (atomic write); a rerun skips stored
  * cells, so an interrupted bench resumes (`--fresh` starts over, `--only <substring>` runs matching cells,
- * `--shard i/n` runs every n-th cell from the i-th, so that n processes with one WASM thread each share the grid).
+ * `--shard i/n` runs every n-th cell from the i-th, so that n processes with one WASM thread each share the grid,
+ * `--rerun carrot,…` recomputes those rows of stored cells and keeps the others).
  */
 import * as tf from "@tensorflow/tfjs";
 import { dirname } from "node:path";
@@ -225,6 +226,11 @@ export interface RobustnessOptions {
   seeds?: number[];
   /** "i/n": run the cells whose index is i mod n (default all). */
   shard?: string;
+  /**
+   * Recompute these rows of stored cells and replace them in place, keeping the other rows (for a change that only
+   * touches these methods: the other rows are deterministic functions of the seed and unchanged code).
+   */
+  rerun?: readonly ExperimentMethod[];
 }
 
 const allCells = () => [...syntheticCells(), synthBirdsCell(), ...consistencyCells(), ...trainSettingCells()];
@@ -245,14 +251,16 @@ export async function benchRobustness(options: RobustnessOptions = {}): Promise<
   }
   for (const [index, cell] of cells.entries()) {
     if (index % shards !== shard || (options.only && !cell.id.includes(options.only))) continue;
-    if (loadResult(cell.id, options.fresh ?? false)) {
+    const stored = loadResult(cell.id, options.fresh ?? false);
+    const methods = (cell.methods ?? robustnessMethods).filter((m) => !stored || options.rerun?.includes(m));
+    if (stored && methods.length === 0) {
       log(`${cell.id}: stored`);
       continue;
     }
     const start = performance.now();
-    const rows = await runExperiment({
+    const fresh = await runExperiment({
       data: cell.data,
-      methods: cell.methods ?? robustnessMethods,
+      methods,
       carrot: cell.carrot,
       seeds: options.seeds ?? cell.seeds,
       onRun: (seed, method, m, s, details) =>
@@ -262,6 +270,7 @@ export async function benchRobustness(options: RobustnessOptions = {}): Promise<
         ),
     });
     cell.release?.();
+    const rows = stored ? stored.rows.map((row) => fresh.find((r) => r.method === row.method) ?? row) : fresh;
     saveResult({
       id: cell.id,
       features: cell.features,

@@ -12,6 +12,10 @@ import "@tensorflow/tfjs-backend-webgpu";
 import { getThreadsCount, setThreadsCount } from "@tensorflow/tfjs-backend-wasm";
 import { withWasmThreads } from "./_wasm_threads.ts";
 import { log } from "./progress.ts";
+import { InputError } from "./errors.ts";
+import { mkdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 /** What the caller asks for. */
 export type BackendPreference = "auto" | "webgpu" | "wasm" | "cpu";
@@ -45,9 +49,30 @@ interface AdapterInfo {
   description: string;
 }
 
+/**
+ * Mesa's Vulkan driver prints `error: XDG_RUNTIME_DIR is invalid or not set in the environment.` twice when the
+ * adapter is probed without that variable (containers, CI, ssh without a login session). Give the process a private
+ * runtime folder instead — `$TMPDIR/carrot-runtime-<uid>`, mode 0700, reused across runs, or a fresh temporary one
+ * when that path is not ours — before the driver reads the variable.
+ */
+function ensureRuntimeDir(): void {
+  if (Deno.env.get("XDG_RUNTIME_DIR")) return;
+  let dir = join(tmpdir(), `carrot-runtime-${Deno.uid() ?? "user"}`);
+  try {
+    mkdirSync(dir, { mode: 0o700 });
+  } catch (_exists) {
+    const stat = Deno.statSync(dir);
+    if (!stat.isDirectory || stat.uid !== Deno.uid() || ((stat.mode ?? 0) & 0o077) !== 0) {
+      dir = Deno.makeTempDirSync({ prefix: "carrot-runtime-" });
+    }
+  }
+  Deno.env.set("XDG_RUNTIME_DIR", dir);
+}
+
 async function probeAdapter(): Promise<AdapterInfo | undefined> {
   const gpu = (navigator as { gpu?: GPU }).gpu;
   if (!gpu) return undefined;
+  ensureRuntimeDir();
   const adapter = await gpu.requestAdapter();
   if (!adapter) return undefined;
   // The flag moved from GPUAdapter to GPUAdapterInfo in newer WebGPU drafts (Deno 2.9 has it on `info`);
@@ -115,9 +140,9 @@ export async function selectBackend(
   } else if (preference === "webgpu") {
     const adapter = await probeAdapter();
     if (!adapter) {
-      throw new Error(
-        "selectBackend: WebGPU requested but navigator.gpu.requestAdapter() returned no adapter " +
-          "(install Vulkan drivers, e.g. `apt-get install mesa-vulkan-drivers`, or use --backend wasm)",
+      throw new InputError(
+        "selectBackend: WebGPU requested but navigator.gpu.requestAdapter() returned no adapter",
+        { hint: "install Vulkan drivers (e.g. `apt-get install mesa-vulkan-drivers`) or use --backend wasm" },
       );
     }
     if (!(await tf.setBackend("webgpu"))) {

@@ -1,12 +1,13 @@
 /**
  * `deno task bench [suite…]`: CARROT's benchmarks. Suites: head, influence, agreement, backbone, experiment,
- * debugging, reweight, consistency (why the consistency term hurt), robustness (default: all but robustness, which takes about an hour; `--only <cell>` and
- * `--fresh` steer it). Each prints throughput and the
+ * debugging, reweight, consistency (why the consistency term hurt), robustness (default: all but robustness, which
+ * takes about an hour; `--only`, `--shard`, `--rerun` and `--fresh` steer it). Each prints throughput and the
  * ratio to the reference figures in `../shared/REFERENCE.md`; rerun those baselines side by side when comparing,
  * since this machine type drifts 2–3× (REFERENCE.md).
  */
-import { parseArgs } from "node:util";
-import { type BackendPreference, releaseBackend, selectBackend } from "../lib/backend.ts";
+import { z } from "zod";
+import { releaseBackend, selectBackend } from "../lib/backend.ts";
+import { parseCommandLine, runTask } from "./_cli.ts";
 import { log } from "../lib/progress.ts";
 import { benchBackbone } from "../bench/backbone.ts";
 import { benchHead } from "../bench/head.ts";
@@ -15,6 +16,7 @@ import { benchAgreement } from "../bench/agreement.ts";
 import { benchDebugging, benchExperiment } from "../bench/experiment.ts";
 import { benchReweight } from "../bench/reweight.ts";
 import { benchRobustness } from "../bench/robustness.ts";
+import { type ExperimentMethod, experimentMethods } from "../lib/carrot/experiment.ts";
 import { benchConsistency } from "../bench/consistency.ts";
 
 interface SuiteOptions {
@@ -22,6 +24,7 @@ interface SuiteOptions {
   only?: string;
   fresh?: boolean;
   shard?: string;
+  rerun?: ExperimentMethod[];
 }
 
 const suites: Record<string, (options: SuiteOptions) => Promise<void>> = {
@@ -39,40 +42,42 @@ const suites: Record<string, (options: SuiteOptions) => Promise<void>> = {
 };
 const slow = new Set(["robustness"]);
 
-const { values, positionals } = parseArgs({
-  args: Deno.args,
-  options: {
-    backend: { type: "string", default: "auto" },
-    dump: { type: "string" },
-    only: { type: "string" },
-    shard: { type: "string" },
-    threads: { type: "string" },
-    fresh: { type: "boolean", default: false },
-    help: { type: "boolean", default: false },
-  },
-  allowPositionals: true,
+const Options = z.object({
+  backend: z.enum(["auto", "webgpu", "wasm", "cpu"]).default("auto").describe("tfjs backend"),
+  threads: z.number().int().min(1).optional().describe("WASM threads (default: all cores)"),
+  dump: z.string().optional().describe(
+    "head: write the CUB-sized problem to this folder for the sklearn baseline",
+  ),
+  only: z.string().optional().describe("robustness: run only the cells whose id contains this"),
+  shard: z.string().regex(/^\d+\/\d+$/, "expected i/n").optional().describe(
+    "robustness: run every n-th cell from the i-th (i/n)",
+  ),
+  rerun: z.string().transform((s) => s.split(",")).pipe(z.array(z.enum(experimentMethods))).optional()
+    .describe("robustness: recompute these rows (comma-separated methods) of stored cells"),
+  fresh: z.boolean().default(false).describe("robustness: ignore stored cells"),
+  suites: z.array(z.enum(Object.keys(suites) as [string, ...string[]])).default([]).describe("suites to run"),
 });
-if (values.help) {
-  console.log(
-    `usage: deno task bench [--backend auto|wasm|webgpu|cpu] [--threads N] [--only CELL] [--shard i/n] [--fresh] [${
-      Object.keys(suites).join("|")
-    } ...]`,
-  );
-  Deno.exit(0);
-}
-const unknown = positionals.filter((s) => !(s in suites));
-if (unknown.length) {
-  console.error(`bench: unknown suite ${unknown.join(", ")}; known: ${Object.keys(suites).join(", ")}`);
-  Deno.exit(2);
-}
-await selectBackend(values.backend as BackendPreference, {
-  threads: values.threads === undefined ? undefined : Number(values.threads),
+const values = parseCommandLine(Options, Deno.args, {
+  task: "bench",
+  summary: `Benchmarks; suites ${Object.keys(suites).join(", ")} (default: all but robustness).`,
+  positionals: "suites",
 });
-try {
-  for (const name of positionals.length ? positionals : Object.keys(suites).filter((s) => !slow.has(s))) {
-    log(`== ${name} ==`);
-    await suites[name]({ dump: values.dump, only: values.only, fresh: values.fresh, shard: values.shard });
+await runTask("bench", async () => {
+  await selectBackend(values.backend, { threads: values.threads });
+  try {
+    for (
+      const name of values.suites.length ? values.suites : Object.keys(suites).filter((s) => !slow.has(s))
+    ) {
+      log(`== ${name} ==`);
+      await suites[name]({
+        dump: values.dump,
+        only: values.only,
+        fresh: values.fresh,
+        shard: values.shard,
+        rerun: values.rerun,
+      });
+    }
+  } finally {
+    releaseBackend();
   }
-} finally {
-  releaseBackend();
-}
+});

@@ -6,7 +6,7 @@
  * `<out>/options.json` (these options and the command line). Prints one line per epoch: train loss, val top-1 and
  * α statistics. WebGPU is used where a real GPU adapter exists (`--backend auto`), else multi-threaded WASM.
  */
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { writeJsonAtomic } from "../lib/_atomic.ts";
@@ -59,7 +59,7 @@ const Options = z.object({
 });
 
 const options = parseCommandLine(Options, Deno.args, {
-  usage: "deno task finetune [--option value …]",
+  task: "finetune",
   summary: "Fine-tune a ViT/Swin backbone with the α-weighted loss (ERM or CARROT's alternating α updates).",
 });
 log(`finetune: ${JSON.stringify(options)}`);
@@ -72,19 +72,14 @@ function modelOf(model: string): string | TimmConfigInput {
   return (json.config ?? json) as TimmConfigInput;
 }
 
-await selectBackend(options.backend, { threads: options.threads });
 await runTask("finetune", async () => {
+  await selectBackend(options.backend, { threads: options.threads });
   try {
     let dataset = loadDataset(options.dataset, options.dataRoot);
     if (!dataset.items.some((item) => item.split === "val")) {
       dataset = splitValidation(dataset, { fraction: options.valFraction, seed: options.seed });
       log(`carved a ${options.valFraction} val split from train (seed ${options.seed})`);
     }
-    mkdirSync(options.out, { recursive: true });
-    await writeJsonAtomic(join(options.out, "options.json"), {
-      options,
-      command: ["deno", "task", "finetune", ...Deno.args].join(" "),
-    });
     const percent = (v: number) => `${(100 * v).toFixed(1)}%`;
     const result = await finetune({
       model: modelOf(options.model),
@@ -113,7 +108,12 @@ await runTask("finetune", async () => {
       evalBatchSize: options.evalBatchSize,
       resume: options.resume,
       progressBar: true,
-      onEpoch: (r) => {
+      onEpoch: async (r) => {
+        // the run folder exists once the data and weights were read: nothing is written before
+        await writeJsonAtomic(join(options.out, "options.json"), {
+          options,
+          command: ["deno", "task", "finetune", ...Deno.args].join(" "),
+        });
         const a = r.alpha, u = r.alphaUpdate;
         log(
           `epoch ${r.epoch}/${options.epochs}: train loss ${r.trainLoss.toFixed(4)}, val loss ${

@@ -7,7 +7,7 @@
  * trace memory batch by batch; the summary gives the peak and is saved as JSON. `--stopAfter` interrupts the run
  * (SIGINT, as Ctrl-C) after that many seconds, for backbones too slow to finish here.
  */
-import { mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { writeCubShapedTree } from "../bench/cub_shaped.ts";
@@ -28,7 +28,7 @@ const Options = z.object({
 });
 
 const options = parseCommandLine(Options, Deno.args, {
-  usage: "deno task memory [options]",
+  task: "memory",
   summary: "Peak resident memory of `deno task train --dataset cub` on a CUB-shaped tree of 11,788 images.",
 });
 
@@ -48,9 +48,8 @@ function residentSet(pid: number): { rss: number; peak: number } | undefined {
 }
 
 /** Writes random weights for the model once (seed 0) and returns their path. */
-async function randomWeights(model: string): Promise<string> {
-  const input = model.endsWith(".json") ? JSON.parse(readFileSync(model, "utf8")) : model;
-  const { name, config } = resolveTimmConfig(input);
+async function randomWeights(model: string, resolved: ReturnType<typeof resolveTimmConfig>): Promise<string> {
+  const { name, config } = resolved;
   const path = join(
     "runs/memory",
     `${name === "custom" ? model.replace(/\W+/g, "_") : name}-random.safetensors`,
@@ -65,10 +64,17 @@ async function randomWeights(model: string): Promise<string> {
 }
 
 await runTask("memory", async () => {
+  // inputs first: an unknown model, a bad config or missing weights are refused before runs/memory is created
+  const resolved = resolveTimmConfig(
+    options.model.endsWith(".json") ? JSON.parse(readFileSync(options.model, "utf8")) : options.model,
+  );
+  if (options.weights && !existsSync(options.weights)) {
+    throw new RangeError(`--weights ${options.weights}: no such file`);
+  }
   mkdirSync("runs/memory", { recursive: true });
   const bar = new Progress("CUB-shaped tree", 11788, "img");
   await writeCubShapedTree(options.root, (done) => bar.update(done));
-  const weights = options.weights ?? await randomWeights(options.model);
+  const weights = options.weights ?? await randomWeights(options.model, resolved);
   const name = `memory-${options.model.replace(/\W+/g, "_")}`;
   const args = [
     ...["run", "-A", "tasks/train.ts", "--dataset", "cub", "--data-root", options.root],

@@ -1,6 +1,8 @@
 /**
- * `deno task notebooks [name…]`: executes the notebooks of `notebooks/` headless with Deno's Jupyter kernel and
- * writes `runs/notebooks/<name>.ipynb` (with outputs) and `runs/notebooks/<name>.html`.
+ * `deno task notebooks [--exports dir] [name…]`: executes the notebooks of `notebooks/` headless with Deno's Jupyter
+ * kernel, writes `runs/notebooks/<name>.ipynb` (with outputs) and exports each to `<dir>/<name>.html` (default
+ * `notebooks/exports/`, committed) with the shared `<dir>/assets/` (see `lib/report/notebook_html.ts`): pages
+ * that show the derivations typeset and the figures drawn without network access.
  *
  * Needs Debian's `jupyter-nbconvert` and `python3-nbclient`. The kernel is registered in a temporary
  * `JUPYTER_PATH` (argv: this deno, `jupyter --kernel --conn {connection_file}`), so nothing is written to
@@ -8,41 +10,36 @@
  * pitfall of `../shared/STACK.md` §3, detected by `notebookOutputProblems`) is retried once. Prints each
  * notebook's wall time and exits non-zero when any notebook failed. Names select notebooks by prefix (`01`).
  */
-import { parseArgs } from "node:util";
 import { z } from "zod";
 import { notebookOutputProblems } from "../lib/report/notebook_outputs.ts";
+import { ASSETS_DIR, exportAssets, notebookHtml } from "../lib/report/notebook_html.ts";
 import { log } from "../lib/progress.ts";
+import { InputError } from "../lib/errors.ts";
+import { parseCommandLine, runTask, UsageError } from "./_cli.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const notebookDir = `${root}notebooks`, outDir = `${root}runs/notebooks`;
 const KERNEL = "carrot-deno";
-/** nbconvert's upstream script URLs: Debian patches them to file:///usr/share/javascript/…, absent elsewhere. */
-const HTML_SCRIPTS = [
-  "--HTMLExporter.mathjax_url=https://cdnjs.cloudflare.com/ajax/libs/mathjax/2.7.7/MathJax.js?config=TeX-AMS_CHTML-full,Safe",
-  "--HTMLExporter.require_js_url=https://cdnjs.cloudflare.com/ajax/libs/require.js/2.1.10/require.min.js",
-  "--HTMLExporter.jquery_url=https://cdnjs.cloudflare.com/ajax/libs/jquery/2.0.3/jquery.min.js",
-];
 
-const { values, positionals } = parseArgs({
-  args: Deno.args,
-  options: { help: { type: "boolean", default: false } },
-  allowPositionals: true,
+const Options = z.object({
+  exports: z.string().default("notebooks/exports").describe(
+    "folder of the HTML exports (and their assets/)",
+  ),
+  names: z.array(z.string().regex(/^[\w.-]+$/, "a notebook name or prefix, e.g. 01")).default([]).describe(
+    "notebooks to run, by name prefix (default: all)",
+  ),
 });
-if (values.help) {
-  console.log("usage: deno task notebooks [name-prefix …]   (default: every notebooks/*.ipynb)");
-  Deno.exit(0);
-}
-const names = z.array(z.string().regex(/^[\w.-]+$/, "a notebook name or prefix, e.g. 01")).parse(positionals);
+const values = parseCommandLine(Options, Deno.args, {
+  task: "notebooks",
+  summary:
+    "Executes notebooks/*.ipynb headless with Deno's Jupyter kernel and writes their offline HTML exports.",
+  positionals: "names",
+});
+const names = values.names;
 
 const available = [...Deno.readDirSync(notebookDir)].map((e) => e.name).filter((f) => f.endsWith(".ipynb"))
   .map((f) => f.slice(0, -".ipynb".length)).sort();
 const selected = names.length === 0 ? available : available.filter((n) => names.some((p) => n.startsWith(p)));
-if (selected.length === 0) {
-  console.error(
-    `deno task notebooks: no notebook matches ${names.join(", ")}; available: ${available.join(", ")}`,
-  );
-  Deno.exit(2);
-}
 
 async function run(command: string, args: string[], env: Record<string, string>) {
   try {
@@ -51,10 +48,9 @@ async function run(command: string, args: string[], env: Record<string, string>)
     return { ok: out.success, output: decode(out.stdout) + decode(out.stderr) };
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) {
-      throw new Error(
-        `deno task notebooks: \`${command}\` is not installed; install Debian's packages: ` +
-          "apt-get install -y jupyter-nbconvert python3-nbclient",
-      );
+      throw new InputError(`\`${command}\` is not installed`, {
+        hint: "install Debian's packages: apt-get install -y jupyter-nbconvert python3-nbclient",
+      });
     }
     throw error;
   }
@@ -79,70 +75,67 @@ async function execute(name: string, env: Record<string, string>) {
   return notebookOutputProblems(JSON.parse(await Deno.readTextFile(`${outDir}/${name}.ipynb`)));
 }
 
-const jupyterPath = await Deno.makeTempDir({ prefix: "carrot-jupyter-" });
-await Deno.mkdir(`${jupyterPath}/kernels/${KERNEL}`, { recursive: true });
-await Deno.writeTextFile(
-  `${jupyterPath}/kernels/${KERNEL}/kernel.json`,
-  JSON.stringify({
-    argv: [Deno.execPath(), "jupyter", "--kernel", "--conn", "{connection_file}"],
-    display_name: "Deno (CARROT headless)",
-    language: "typescript",
-  }),
-);
-const env = { JUPYTER_PATH: jupyterPath, NO_COLOR: "1" }; // NO_COLOR: plain error traces in the log
-await Deno.mkdir(outDir, { recursive: true });
-const failed: string[] = [];
-try {
-  for (const name of selected) {
-    const start = performance.now();
-    let attempt = 1, result = await execute(name, env);
-    if (!("failure" in result) && result.missing.length > 0) {
-      log(`${name}: outputs lost (${result.missing.join("; ")}); retrying once`);
-      attempt = 2;
-      result = await execute(name, env);
-    }
-    const seconds = (performance.now() - start) / 1000;
-    if ("failure" in result) {
-      log(
-        `${name}: FAILED after ${seconds.toFixed(1)} s\n${
-          result.failure.trimEnd().split("\n").slice(-40).join("\n")
-        }`,
-      );
-      failed.push(name);
-      continue;
-    }
-    const problems = [...result.errors, ...result.missing];
-    if (problems.length > 0) {
-      log(`${name}: FAILED after ${seconds.toFixed(1)} s (attempt ${attempt}): ${problems.join("; ")}`);
-      failed.push(name);
-      continue;
-    }
-    const html = await run("jupyter", [
-      "nbconvert",
-      "--to",
-      "html",
-      ...HTML_SCRIPTS,
-      "--output-dir",
-      outDir,
-      `${outDir}/${name}.ipynb`,
-    ], env);
-    if (!html.ok) {
-      log(`${name}: HTML export failed\n${html.output.trimEnd()}`);
-      failed.push(name);
-      continue;
-    }
-    const megabytes = (file: string) => (Deno.statSync(`${outDir}/${file}`).size / 2 ** 20).toFixed(1);
-    log(
-      `${name}: ok in ${seconds.toFixed(1)} s${
-        attempt > 1 ? " (second attempt)" : ""
-      } → runs/notebooks/${name}.ipynb ` +
-        `(${megabytes(`${name}.ipynb`)} MB), .html (${megabytes(`${name}.html`)} MB)`,
-    );
+await runTask("notebooks", async () => {
+  if (selected.length === 0) {
+    throw new UsageError(`no notebook matches ${names.join(", ")}; available: ${available.join(", ")}`);
   }
-} finally {
-  await Deno.remove(jupyterPath, { recursive: true });
-}
-if (failed.length > 0) {
-  log(`deno task notebooks: ${failed.length} of ${selected.length} failed: ${failed.join(", ")}`);
-  Deno.exit(1);
-}
+  const jupyterPath = await Deno.makeTempDir({ prefix: "carrot-jupyter-" });
+  await Deno.mkdir(`${jupyterPath}/kernels/${KERNEL}`, { recursive: true });
+  await Deno.writeTextFile(
+    `${jupyterPath}/kernels/${KERNEL}/kernel.json`,
+    JSON.stringify({
+      argv: [Deno.execPath(), "jupyter", "--kernel", "--conn", "{connection_file}"],
+      display_name: "Deno (CARROT headless)",
+      language: "typescript",
+    }),
+  );
+  const env = { JUPYTER_PATH: jupyterPath, NO_COLOR: "1" }; // NO_COLOR: plain error traces in the log
+  const exportDir = values.exports;
+  await Deno.mkdir(outDir, { recursive: true });
+  await Deno.mkdir(`${exportDir}/${ASSETS_DIR}`, { recursive: true });
+  for (const [file, text] of Object.entries(await exportAssets())) {
+    await Deno.writeTextFile(`${exportDir}/${ASSETS_DIR}/${file}`, text);
+  }
+  const failed: string[] = [];
+  try {
+    for (const name of selected) {
+      const start = performance.now();
+      let attempt = 1, result = await execute(name, env);
+      if (!("failure" in result) && result.missing.length > 0) {
+        log(`${name}: outputs lost (${result.missing.join("; ")}); retrying once`);
+        attempt = 2;
+        result = await execute(name, env);
+      }
+      const seconds = (performance.now() - start) / 1000;
+      if ("failure" in result) {
+        log(
+          `${name}: FAILED after ${seconds.toFixed(1)} s\n${
+            result.failure.trimEnd().split("\n").slice(-40).join("\n")
+          }`,
+        );
+        failed.push(name);
+        continue;
+      }
+      const problems = [...result.errors, ...result.missing];
+      if (problems.length > 0) {
+        log(`${name}: FAILED after ${seconds.toFixed(1)} s (attempt ${attempt}): ${problems.join("; ")}`);
+        failed.push(name);
+        continue;
+      }
+      const executed = JSON.parse(await Deno.readTextFile(`${outDir}/${name}.ipynb`));
+      const exported = `${exportDir}/${name}.html`;
+      await Deno.writeTextFile(exported, await notebookHtml(executed, name));
+      const megabytes = (path: string) => (Deno.statSync(path).size / 2 ** 20).toFixed(2);
+      log(
+        `${name}: ok in ${seconds.toFixed(1)} s${attempt > 1 ? " (second attempt)" : ""} → ` +
+          `runs/notebooks/${name}.ipynb (${megabytes(`${outDir}/${name}.ipynb`)} MB), ` +
+          `${exported} (${megabytes(exported)} MB)`,
+      );
+    }
+  } finally {
+    await Deno.remove(jupyterPath, { recursive: true });
+  }
+  if (failed.length > 0) {
+    throw new InputError(`${failed.length} of ${selected.length} notebooks failed: ${failed.join(", ")}`);
+  }
+});

@@ -61,13 +61,13 @@ const Options = z.object({
 });
 
 const options = parseCommandLine(Options, Deno.args, {
-  usage: "deno task pretrain-synth [options]",
+  task: "pretrain-synth",
   summary: "Pretrain vit_tiny_synth on SynthBirds' pretrain preset and linear-probe it on the default task.",
 });
 log(`pretrain-synth: ${JSON.stringify(options)}`);
-const backend = await selectBackend(options.backend, { threads: options.threads });
 const started = performance.now();
 await runTask("pretrain-synth", async () => {
+  const backend = await selectBackend(options.backend, { threads: options.threads });
   try {
     const { config, preprocessing } = resolveTimmConfig(NAME);
     const pretrainConfig = synthBirdsConfig({

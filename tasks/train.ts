@@ -1,11 +1,13 @@
 /**
  * `deno task train`: one command from images to an explained, reweighted classifier (lib/pipeline/train.ts).
  * Options come from the command line and an optional JSON config file (`--config run.json`; command-line values
- * win), are validated with zod (unknown keys and bad values are rejected with the path of the field), printed,
- * and saved in the run directory. `--help` lists every option with its default.
+ * win), are validated with zod by `tasks/_cli.ts` (unknown keys and bad values are rejected with the name of the
+ * field, exit 2), printed, and saved in the run directory. `--help` lists every option with its default. Bad input
+ * found later (a missing dataset root, a truncated weights file) prints one line and exits 1; nothing is written
+ * under `runs/` before every input has been read.
  */
-import { join } from "node:path";
-import { existsSync, readFileSync } from "node:fs";
+import { basename, join } from "node:path";
+import { existsSync } from "node:fs";
 import { z } from "zod";
 import { type BackendPreference, releaseBackend, selectBackend } from "../lib/backend.ts";
 import { DATASET_NAMES } from "../lib/data/dataset.ts";
@@ -13,12 +15,14 @@ import { defaultLambdaGrid } from "../lib/carrot/lambda.ts";
 import { runTraining, type TrainConfig } from "../lib/pipeline/train.ts";
 import { NO_VALIDATION_DATA } from "../lib/pipeline/features_input.ts";
 import { log } from "../lib/progress.ts";
-import { runTask } from "./_cli.ts";
+import { parseCommandLine, runTask, UsageError } from "./_cli.ts";
 
 const numberList = z.union([
   z.array(z.number().positive()),
   z.string().transform((s) => s.split(",").map(Number)),
 ]);
+
+const DEFAULT_WEIGHTS = "data/weights/vit_tiny_synth.safetensors";
 
 /** Every option with its default and help text. */
 const schema = z.object({
@@ -27,8 +31,13 @@ const schema = z.object({
   dataRoot: z.string().default("data/synthbirds").describe(
     "dataset root (SynthBirds is materialised there once)",
   ),
-  model: z.string().default("vit_tiny_synth").describe("registered timm model name, or a .json timm config"),
-  weights: z.string().default("data/weights/vit_tiny_synth.safetensors").describe("timm safetensors weights"),
+  model: z.string().default("vit_tiny_synth").describe(
+    "registered timm model name, a .json timm config, or a timm hub folder (config.json + model.safetensors)",
+  ),
+  weights: z.string().optional().describe(
+    "timm safetensors weights (default: <model>/model.safetensors for a timm hub folder, else " +
+      `${DEFAULT_WEIGHTS})`,
+  ),
   features: z.union([z.array(z.string()), z.string().transform((s) => s.split(","))]).optional()
     .describe(
       "precomputed features train,val,test (.safetensors with 'features' and 'labels'; val may be empty)",
@@ -86,100 +95,57 @@ const schema = z.object({
   batchSize: z.coerce.number().int().min(1).default(32).describe("images per backbone batch"),
   cacheDir: z.string().default("data/cache/features").describe("feature cache folder"),
   name: z.string().optional().describe("run name (default <dataset>-<model>)"),
-  skipBadImages: z.union([z.boolean(), z.enum(["true", "false"]).transform((v) => v === "true")]).default(
-    false,
-  )
-    .describe(
-      "skip unreadable images (listed in metrics.json)",
-    ),
+  skipBadImages: z.boolean().default(false).describe("skip unreadable images (listed in metrics.json)"),
 }).strict();
 
-const booleanFlags = new Set(["skipBadImages"]);
+/** The options as the pipeline takes them; usage problems (caught before anything is read) throw `UsageError`. */
+function trainConfig(): TrainConfig {
+  const options = parseCommandLine(schema, Deno.args, {
+    task: "train",
+    summary: "Features → ERM head → CARROT reweighting → explanations, influence and faithfulness → report.",
+    configFile: true,
+  });
+  // checked before anything is loaded or written; a dataset whose val split is only known once loaded is refused
+  // by runTraining, also before the run folder exists
+  if (options.valFraction === 0 && options.dataset === "features" && !options.features?.[1]) {
+    throw new UsageError(NO_VALIDATION_DATA);
+  }
+  const hubFolder = existsSync(join(options.model, "config.json"));
+  const weights = options.weights ?? (hubFolder ? undefined : DEFAULT_WEIGHTS);
+  if (options.dataset !== "features" && weights !== undefined && !existsSync(weights)) {
+    throw new UsageError(
+      `weights ${weights} not found`,
+      "pass --weights path/to/model.safetensors (timm weights: the model's Hugging Face page, file " +
+        "model.safetensors), --model <a timm hub folder>, or --dataset features --features …",
+    );
+  }
+  // a features run names its files (and their SHA-256, in the provenance), not a backbone that never ran
+  const { model, weights: _, ...rest } = options;
+  const features = options.dataset === "features";
+  const source = features ? basename(options.features?.[0] ?? "", ".safetensors") : basename(model);
+  return {
+    ...rest,
+    ...(features ? {} : { model, weights }),
+    dataset: options.dataset as TrainConfig["dataset"],
+    faithfulnessMethods: options.faithfulnessMethods as TrainConfig["faithfulnessMethods"],
+    runDir: join("runs", options.name ?? `${options.dataset}-${source}`),
+  };
+}
 
-function help(): string {
-  const lines = ["usage: deno task train [--config file.json] [--option value …]", "", "options (default):"];
-  for (const [key, field] of Object.entries(schema.shape)) {
-    const parsed = (field as z.ZodType).safeParse(undefined);
-    const fallback = parsed.success && parsed.data !== undefined ? JSON.stringify(parsed.data) : "—";
-    lines.push(`  --${key.padEnd(20)} ${(field as z.ZodType).description ?? ""} (${fallback})`);
-  }
-  return lines.join("\n");
-}
-
-/** `--key value`, `--key=value` and bare `--flag` (true) into an object; anything else is an error. */
-function parseCommandLine(argv: string[]): Record<string, string | boolean> {
-  const out: Record<string, string | boolean> = {};
-  for (let i = 0; i < argv.length; i++) {
-    const match = argv[i].match(/^--([^=]+)(?:=(.*))?$/);
-    if (!match) {
-      console.error(`train: unexpected argument "${argv[i]}"; options look like --name value (see --help)`);
-      Deno.exit(2);
-    }
-    const key = match[1].replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()); // --data-root ≡ --dataRoot
-    if (match[2] !== undefined) out[key] = match[2];
-    else if (i + 1 < argv.length && !argv[i + 1].startsWith("--")) out[key] = argv[++i];
-    else out[key] = true;
-  }
-  return out;
-}
-
-const { config: configFile, help: wantsHelp, ...cli } = parseCommandLine(Deno.args);
-if (wantsHelp) {
-  console.log(help());
-  Deno.exit(0);
-}
-let fromFile: Record<string, unknown> = {};
-if (typeof configFile === "string") {
-  if (!existsSync(configFile)) {
-    console.error(`train: config file ${configFile} not found`);
-    Deno.exit(2);
-  }
-  fromFile = JSON.parse(readFileSync(configFile, "utf8"));
-}
-for (const [key, value] of Object.entries(cli)) if (value === true && !booleanFlags.has(key)) cli[key] = "";
-const parsed = schema.safeParse({ ...fromFile, ...cli });
-if (!parsed.success) {
-  for (const issue of parsed.error.issues) {
-    const keys = "keys" in issue ? (issue.keys as string[]) : [issue.path.join(".")];
-    console.error(`train: --${keys.join(", --")}: ${issue.message}`);
-  }
-  console.error("train: see `deno task train --help`");
-  Deno.exit(2);
-}
-const options = parsed.data;
-// checked before anything is loaded or written; a dataset whose val split is only known once loaded is refused by
-// runTraining, also before the run folder exists
-if (options.valFraction === 0 && options.dataset === "features" && !options.features?.[1]) {
-  console.error(`train: ${NO_VALIDATION_DATA}`);
-  Deno.exit(2);
-}
-const config: TrainConfig = {
-  ...options,
-  dataset: options.dataset as TrainConfig["dataset"],
-  faithfulnessMethods: options.faithfulnessMethods as TrainConfig["faithfulnessMethods"],
-  runDir: join("runs", options.name ?? `${options.dataset}-${options.model}`),
-};
-if (config.dataset !== "features" && !existsSync(config.weights)) {
-  console.error(
-    `train: weights ${config.weights} not found; pass --weights path/to/model.safetensors ` +
-      "(timm weights: the model's Hugging Face page, file model.safetensors) or --dataset features --features …",
-  );
-  Deno.exit(2);
-}
-log(`config: ${JSON.stringify(config)}`);
-await selectBackend(options.backend as BackendPreference);
-let interrupted = false;
-Deno.addSignalListener("SIGINT", () => {
-  if (interrupted) Deno.exit(130);
-  interrupted = true;
-  log(
-    "interrupted: the feature cache keeps every finished shard; rerun the same command to resume (Ctrl-C again to quit now)",
-  );
-  releaseBackend();
-  Deno.exit(130);
-});
-// invalid input found during the run (a RangeError or TypeError naming the fix) prints one line and exits 1
 await runTask("train", async () => {
+  const config = trainConfig();
+  log(`config: ${JSON.stringify(config)}`);
+  await selectBackend(config.backend as BackendPreference);
+  let interrupted = false;
+  Deno.addSignalListener("SIGINT", () => {
+    if (interrupted) Deno.exit(130);
+    interrupted = true;
+    log(
+      "interrupted: the feature cache keeps every finished shard; rerun the same command to resume (Ctrl-C again to quit now)",
+    );
+    releaseBackend();
+    Deno.exit(130);
+  });
   try {
     const result = await runTraining(config);
     const s = result.summary;

@@ -1,6 +1,7 @@
 /**
  * The notebooks of `notebooks/`: committed with outputs cleared, and (where Debian's jupyter-nbconvert and
- * python3-nbclient are installed) executed headless by `deno task notebooks` without errors or lost outputs.
+ * python3-nbclient are installed) executed headless by `deno task notebooks` without errors or lost outputs and
+ * exported to HTML (into a temporary folder: the committed exports are checked by `notebook_exports_test.ts`).
  */
 import assert from "node:assert/strict";
 import { notebookOutputProblems } from "../lib/report/notebook_outputs.ts";
@@ -50,18 +51,23 @@ Deno.test({
     : "deno task notebooks — IGNORED: jupyter is not installed (apt-get install jupyter-nbconvert python3-nbclient)",
   ignore: !installed,
   async fn() {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["task", "notebooks"],
-      cwd: root,
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const log = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-    assert.ok(out.success, log);
-    for (const name of names) {
-      const executed = JSON.parse(await Deno.readTextFile(`${root}runs/notebooks/${name}.ipynb`));
-      assert.deepEqual(notebookOutputProblems(executed), { errors: [], missing: [] }, name);
-      assert.ok((await Deno.stat(`${root}runs/notebooks/${name}.html`)).size > 0, `${name}.html`);
+    const exportDir = await Deno.makeTempDir();
+    try {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["task", "notebooks", "--exports", exportDir],
+        cwd: root,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const log = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+      assert.ok(out.success, log);
+      for (const name of names) {
+        const executed = JSON.parse(await Deno.readTextFile(`${root}runs/notebooks/${name}.ipynb`));
+        assert.deepEqual(notebookOutputProblems(executed), { errors: [], missing: [] }, name);
+        assert.ok((await Deno.stat(`${exportDir}/${name}.html`)).size > 0, `${name}.html`);
+      }
+    } finally {
+      await Deno.remove(exportDir, { recursive: true });
     }
   },
 });

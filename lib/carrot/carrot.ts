@@ -8,8 +8,11 @@
  *      gradient is exact: Theorem B per fold for the dependence through W*_{−k} (how point i, trained on, moves
  *      the held-out losses of the fold it is not in) plus, for w = α, the direct term (ℓ_j − L_k)/Σα of the
  *      held-out point itself (its out-of-fold loss against its fold's mean). No validation point enters it.
- *   3. Selection (`selection.ts`): every accepted step of every trajectory is a candidate; each is refitted on all
- *      of train, temperature-scaled on val and scored by its calibrated validation loss. The best is kept only if
+ *   3. Selection (`selection.ts`): every accepted step of every trajectory is a candidate, and so is loss trimming
+ *      (`trim.ts`) at each fraction of `trimFractions`, by the out-of-fold losses of the α ≡ 1 fold heads that the
+ *      paths fitted anyway (a zeroth-order alternative: where the harm is plain label noise at a rate near q, dropping
+ *      the worst-predicted points outright beats any first-order path of a few steps). Each candidate is refitted on
+ *      all of train, temperature-scaled on val and scored by its calibrated validation loss. The best is kept only if
  *      its paired gain over ERM exceeds z standard errors; otherwise α ≡ 1 (fallback), reported with the numbers.
  *      Optionally (`maxOuterSteps`), a trajectory whose last step is the best so far runs on.
  *   4. Calibration: the returned head carries its temperature fitted on val (ERM's too, in `ermTemperature`).
@@ -31,6 +34,7 @@ import {
   type HeldOutWeighting,
 } from "./crossfit.ts";
 import { CandidateScorer, type SelectionResult } from "./selection.ts";
+import { lossTrimAlpha } from "./trim.ts";
 
 /** Options of `carrotReweight`, with their defaults (fixed before the robustness grid was run). */
 export interface CarrotOptions extends
@@ -58,6 +62,12 @@ export interface CarrotOptions extends
    * the selection (default `defaultCarrotPaths`).
    */
   paths?: readonly CarrotPath[];
+  /**
+   * Fractions q of loss trimming offered to the selection (default `defaultTrimFractions`): per class, the q n_c
+   * training points with the highest out-of-fold loss at α ≡ 1 get α = 0, the rest keep the class mass (`trim.ts`).
+   * `[]` offers only the paths.
+   */
+  trimFractions?: readonly number[];
   /** Standard errors the selected gain must exceed to replace ERM (default 1). */
   z?: number;
   /** Called after each outer step of each trajectory. */
@@ -82,6 +92,20 @@ export const defaultCarrotPaths: readonly CarrotPath[] = [
   { heldOutWeighting: "uniform", gamma: 0 },
   { heldOutWeighting: "self", gamma: 0 },
 ];
+
+/**
+ * The default trimming fractions (added after the first robustness grid, where small-loss filtering at the true
+ * noise rate beat the influence paths in the CUB-sized cell; the whole grid was rerun with them).
+ */
+export const defaultTrimFractions: readonly number[] = [0.1, 0.2, 0.3];
+
+/** A candidate's label in words: "ERM", "trim 20% by out-of-fold loss" or "self, γ 0, step 3". */
+export function describeCandidate(label: Record<string, number | string>): string {
+  if (label.weighting === "trim") {
+    return `trim ${Math.round(Number(label.fraction) * 100)}% by out-of-fold loss`;
+  }
+  return label.step === 0 ? "ERM" : `${label.weighting}, γ ${label.gamma}, step ${label.step}`;
+}
 
 /** What `carrotReweight` chose and why. */
 export interface CarrotResult {
@@ -166,11 +190,20 @@ export async function carrotReweight(
       }
     };
     for (const p of paths.keys()) await extend(p, outerSteps);
+    // trimming by the out-of-fold losses at α ≡ 1 (every path's step 0 holds them; the folds are shared)
+    const atOne = trajectories[0]?.steps[0]?.heldOutLosses;
+    for (const fraction of atOne ? options.trimFractions ?? defaultTrimFractions : []) {
+      pathOf.push(-1);
+      await scorer.add({
+        alpha: lossTrimAlpha(atOne!, train.labels, fraction, { keepClassMass: true }),
+        label: { weighting: "trim", gamma: 0, step: 0, fraction },
+      });
+    }
     // with maxOuterSteps > outerSteps: while the best candidate is the last step of a path that could go on, that
     // path goes on (val still only ranks candidates; it never enters a gradient)
     for (;;) {
       const best = scorer.bestIndex, p = pathOf[best];
-      if (best === 0) break;
+      if (p < 0) break; // ERM or a trimming
       const trajectory = trajectories[p], last = trajectory.steps.at(-1)!;
       const isLast = scorer.candidates[best].label.step === last.step;
       if (!isLast || trajectory.stopReason !== "outer steps" || last.step >= maxOuterSteps) break;

@@ -102,6 +102,8 @@ export interface CrossFitStep {
   halvings: number;
   /** Whether this step changed α. */
   accepted: boolean;
+  /** Out-of-fold loss ℓ_i(W*_{−k(i)}(α)) of every training point `[n]`, at this step's α. */
+  heldOutLosses: Float32Array;
 }
 
 /** The cross-fitted run: one entry per outer step, and the fold of every training point. */
@@ -208,10 +210,11 @@ async function crossFitLoss(
   alpha: Float32Array,
   options: CrossFitOptions,
   withGradient: boolean,
-): Promise<{ value: number; gradient?: Float32Array }> {
+): Promise<{ value: number; gradient?: Float32Array; heldOutLosses: Float32Array }> {
   const weighting = options.heldOutWeighting ?? "self", gamma = options.gamma ?? 0;
   const count = splits.parts.length;
   const gradient = withGradient ? new Float32Array(alpha.length) : undefined;
+  const heldOutLosses = new Float32Array(alpha.length);
   let value = 0;
   for (const [k, part] of splits.parts.entries()) {
     const weights = weighting === "self"
@@ -219,6 +222,7 @@ async function crossFitLoss(
       : new Float32Array(part.heldOut.length).fill(1);
     const total = weights.reduce((sum, w) => sum + w, 0);
     const losses = await pointLosses(fits[k], part.test);
+    part.heldOut.forEach((i, q) => heldOutLosses[i] = losses[q]);
     const foldLoss = losses.reduce((sum, l, q) => sum + weights[q] * l, 0) / total;
     value += foldLoss / count;
     if (!gradient) continue;
@@ -236,7 +240,7 @@ async function crossFitLoss(
     value += gamma * r.value / count;
     if (gradient) part.inside.forEach((i, q) => gradient[i] += gamma * r.gradient[q] / count);
   }
-  return { value, gradient };
+  return { value, gradient, heldOutLosses };
 }
 
 /**
@@ -286,17 +290,23 @@ export async function crossFitReweight(
   let alpha: Float32Array = options.start?.alpha ?? new Float32Array(train.labels.length).fill(1);
   const first = options.start?.step ?? 0;
   let fits: HeadFit[] = [];
+  let current: Awaited<ReturnType<typeof crossFitLoss>>;
   const trajectory: CrossFitStep[] = [];
-  const record = (entry: Omit<CrossFitStep, "essMin" | "alpha">) => {
+  const record = (entry: Omit<CrossFitStep, "essMin" | "alpha" | "heldOutLosses">) => {
     const ess = Array.from(effectiveSampleSizes(alpha, train.labels, numClasses)).filter(Number.isFinite);
-    const full: CrossFitStep = { ...entry, alpha, essMin: Math.min(...ess) };
+    const full: CrossFitStep = {
+      ...entry,
+      alpha,
+      essMin: Math.min(...ess),
+      heldOutLosses: current.heldOutLosses,
+    };
     trajectory.push(full);
     options.onStep?.(full);
   };
   let stopReason: CrossFitResult["stopReason"] = "outer steps";
   try {
     fits = await refitFolds(splits, alpha, splits.parts.map(() => options.init), resolved);
-    let current = await crossFitLoss(splits, fits, alpha, options, true);
+    current = await crossFitLoss(splits, fits, alpha, options, true);
     record({ step: first, objective: current.value, stepSize: 0, halvings: 0, accepted: true });
     for (let step = first + 1; step <= first + (options.outerSteps ?? 6); step++) {
       let eta = eta0, halvings = 0, accepted: { alpha: Float32Array; fits: HeadFit[] } | undefined;

@@ -30,6 +30,7 @@ import { meanLossGradient } from "./influence.ts";
 import { reweight, type ReweightOptions } from "./reweight.ts";
 import { type CarrotOptions, carrotReweight, defaultCarrotPaths } from "./carrot.ts";
 import { evaluateHeadWithTemperature, fitTemperature } from "./temperature.ts";
+import { lossTrimAlpha } from "./trim.ts";
 import { tuneLambda } from "./lambda.ts";
 import { evaluateHead, type Metrics } from "./metrics.ts";
 import { logits } from "./_objective.ts";
@@ -157,7 +158,7 @@ const rroOptions: Record<string, ReweightOptions> = {
   "rro-trak": { estimator: "trak", rho: 0.5, gamma: 0 },
 };
 
-/** α for small-loss filtering: 0 for the 20% highest-loss points of each class under the ERM head. */
+/** α for small-loss filtering: 0 for the 20% highest-loss points of each class under the ERM head (`trim.ts`). */
 async function smallLossAlpha(erm: HeadFit, train: LabeledFeatures): Promise<Float32Array> {
   const p = tf.tidy(() =>
     tf.sum(
@@ -170,14 +171,7 @@ async function smallLossAlpha(erm: HeadFit, train: LabeledFeatures): Promise<Flo
   );
   const own = await p.data();
   p.dispose();
-  const alpha = new Float32Array(train.labels.length).fill(1);
-  for (let c = 0; c < erm.numClasses; c++) {
-    const members = [...train.labels.keys()].filter((i) => train.labels[i] === c).sort((a, b) =>
-      own[a] - own[b]
-    );
-    for (const i of members.slice(0, Math.round(0.2 * members.length))) alpha[i] = 0;
-  }
-  return alpha;
+  return lossTrimAlpha(Float64Array.from(own, (q) => -Math.log(q)), train.labels, 0.2);
 }
 
 /** α for one-step learning-to-reweight (see the module JSDoc). */

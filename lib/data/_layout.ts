@@ -6,9 +6,10 @@
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import type { BoundingBox, DatasetItem, Split } from "./dataset.ts";
+import { InputError } from "../errors.ts";
 
 /** The dataset on disk does not have the expected layout or content; the message names the file and the fix. */
-export class DatasetError extends Error {
+export class DatasetError extends InputError {
   /** The file or folder at fault. */
   readonly path: string;
   /** `path`: the file or folder the message is about. */

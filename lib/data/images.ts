@@ -8,6 +8,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { cropImage } from "./transforms.ts";
+import { InputError } from "../errors.ts";
 
 /** An 8-bit RGB image, rows top to bottom: `data` is [height, width, 3] (HWC). */
 export interface RgbImage {
@@ -33,7 +34,7 @@ export interface ImageDecoder {
 }
 
 /** An image file that cannot be read or decoded; `path` names it. */
-export class ImageDecodeError extends Error {
+export class ImageDecodeError extends InputError {
   /** The file that failed. */
   readonly path: string;
   /** `path`: the image file; `message`: why it failed. */

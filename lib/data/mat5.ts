@@ -6,6 +6,7 @@
  * tagged data elements padded to 8 bytes; a tag whose upper 16 bits are non-zero is the 4-byte small form).
  */
 import { inflateSync } from "node:zlib";
+import { InputError, InputTypeError } from "../errors.ts";
 
 /** MATLAB array classes that the reader returns as numbers. */
 export type MatNumericClass =
@@ -32,7 +33,7 @@ export type MatValue =
   | { type: "struct"; dims: number[]; fields: string[]; elements: Record<string, MatValue>[] };
 
 /** A MAT-file that the reader cannot parse; the message names the file (when given) and the cause. */
-export class MatFileError extends Error {
+export class MatFileError extends InputError {
   /** The file or label passed to `readMat`. */
   readonly source: string;
   /** `source`: the file name for messages. */
@@ -277,25 +278,29 @@ export function matStrings(value: MatValue, what: string): string[] {
   if (value.type === "cell") {
     return value.cells.map((cell, i) => {
       if (cell.type !== "char" || cell.rows.length > 1) {
-        throw new TypeError(`${what}: cell ${i + 1} is a ${cell.type} array, expected a single string`);
+        throw new InputTypeError(`${what}: cell ${i + 1} is a ${cell.type} array, expected a single string`);
       }
       return cell.rows[0] ?? "";
     });
   }
-  throw new TypeError(`${what}: is a ${value.type} array, expected strings (char or cell of char)`);
+  throw new InputTypeError(`${what}: is a ${value.type} array, expected strings (char or cell of char)`);
 }
 
 /** The numbers held by a numeric or logical array, in column-major order. */
 export function matNumbers(value: MatValue, what: string): Float64Array {
-  if (value.type !== "numeric") throw new TypeError(`${what}: is a ${value.type} array, expected numbers`);
+  if (value.type !== "numeric") {
+    throw new InputTypeError(`${what}: is a ${value.type} array, expected numbers`);
+  }
   return value.data;
 }
 
 /** One field across every element of a struct array, e.g. `class` of each `annotations` entry. */
 export function matField(value: MatValue, field: string, what: string): MatValue[] {
-  if (value.type !== "struct") throw new TypeError(`${what}: is a ${value.type} array, expected a struct`);
+  if (value.type !== "struct") {
+    throw new InputTypeError(`${what}: is a ${value.type} array, expected a struct`);
+  }
   if (!value.fields.includes(field)) {
-    throw new TypeError(`${what}: has no field "${field}" (fields: ${value.fields.join(", ")})`);
+    throw new InputTypeError(`${what}: has no field "${field}" (fields: ${value.fields.join(", ")})`);
   }
   return value.elements.map((element) => element[field]);
 }

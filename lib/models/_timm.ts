@@ -13,6 +13,7 @@ import type {
 } from "./backbone.ts";
 import { type ParameterSource, ParameterTable } from "./_layers.ts";
 import { type SafetensorsDtype, streamSafetensors, type TensorData } from "./safetensors.ts";
+import { InputTypeError } from "../errors.ts";
 
 /** Starts a plan that maps every checkpoint key to itself; filters then rename, drop or transform entries. */
 export function identityPlan(checkpoint: ReadonlyMap<string, number[]>): CheckpointPlan {
@@ -46,22 +47,71 @@ export interface ModelInfo {
 }
 
 /**
- * `{ ...defaults, ...input }` after checking that `input` names only known fields and that each has the type of
- * its default (integers where the default is an integer); throws a `TypeError` naming the field and the fix.
+ * timm constructor arguments that a config has no field for, in camelCase (inputs may spell every argument in
+ * snake_case, as timm and `config.json`'s `model_args` do).
+ */
+export interface ExtraTimmArguments {
+  /** Arguments that never change the eval-mode forward pass (dropout, stochastic depth, initialisation): ignored. */
+  ignored: readonly string[];
+  /** Arguments that change it, implemented only at timm's default given here: any other value is refused. */
+  fixed: Readonly<Record<string, unknown>>;
+}
+
+const camelCase = (name: string) => name.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+
+/**
+ * Merges timm constructor arguments: a later object wins, also over another spelling of the same argument
+ * (`img_size` and `imgSize` are one argument); the winner keeps its spelling, for error messages.
+ */
+export function mergeTimmArguments(...inputs: Readonly<Record<string, unknown>>[]): Record<string, unknown> {
+  const merged = new Map<string, [string, unknown]>();
+  for (const input of inputs) {
+    for (const [name, value] of Object.entries(input)) merged.set(camelCase(name), [name, value]);
+  }
+  return Object.fromEntries(merged.values());
+}
+
+/**
+ * `{ ...defaults, ...input }` after reading `input` as timm's constructor arguments: names in snake_case or
+ * camelCase (a later spelling wins), `extra.ignored` dropped, `extra.fixed` checked against timm's default (a
+ * `RangeError` naming the argument and value otherwise), a uniform list such as `img_size: [224, 224]` read as its
+ * one value; every remaining field must exist in `defaults` and have its default's type (integers where the default
+ * is an integer), else a `TypeError` naming the field.
  */
 export function withDefaults<Config extends object>(
   defaults: Config,
   input: Record<string, unknown>,
   what: string,
+  extra: ExtraTimmArguments,
 ): Config {
-  for (const [field, value] of Object.entries(input)) {
+  const fields: Record<string, unknown> = {};
+  for (const [name, given] of Object.entries(input)) {
+    const field = camelCase(name), shown = `"${name}" = ${JSON.stringify(given)}`;
+    if (extra.ignored.includes(field)) continue;
+    if (field in extra.fixed) {
+      const supported = JSON.stringify(extra.fixed[field]);
+      if (JSON.stringify(given) !== supported) {
+        throw new RangeError(
+          `${what}: ${shown} changes the forward pass and is not implemented; ` +
+            `only ${supported} (timm's default) is supported`,
+        );
+      }
+      continue;
+    }
     if (!(field in defaults)) {
-      throw new TypeError(
-        `${what}: unknown field "${field}"; known fields (timm's constructor arguments in camelCase): ` +
-          Object.keys(defaults).join(", "),
+      throw new InputTypeError(
+        `${what}: unknown field ${shown}; known fields (timm's constructor arguments in camelCase or ` +
+          `snake_case): ${Object.keys(defaults).join(", ")}`,
       );
     }
     const reference = (defaults as Record<string, unknown>)[field];
+    let value = given;
+    if (typeof reference === "number" && Array.isArray(given) && given.length > 0) {
+      if (!given.every((v) => v === given[0])) {
+        throw new RangeError(`${what}: ${shown} is not supported; only square sizes (equal entries) are`);
+      }
+      value = given[0];
+    }
     const ok = reference === null
       ? value === null || typeof value === "number" || typeof value === "boolean"
       : Array.isArray(reference)
@@ -69,10 +119,11 @@ export function withDefaults<Config extends object>(
       : typeof value === typeof reference &&
         (typeof value !== "number" || !Number.isInteger(reference) || Number.isInteger(value));
     if (!ok) {
-      throw new TypeError(`${what}: field "${field}" = ${JSON.stringify(value)} has the wrong type`);
+      throw new InputTypeError(`${what}: field ${shown} has the wrong type`);
     }
+    fields[field] = value;
   }
-  return { ...defaults, ...input } as Config;
+  return { ...defaults, ...fields } as Config;
 }
 
 /** Throws a `RangeError` "`what`: `field` must be …, got …" unless `ok`. */
@@ -121,7 +172,7 @@ function checkPlan<Config extends { numClasses: number }>(
   }
   const unexpected = [...plan.tensors.keys()].filter((k) => !expected.has(k));
   if (missing.length || (strict && unexpected.length)) {
-    throw new TypeError(
+    throw new InputTypeError(
       `${source}: the checkpoint does not fit the config: ` +
         [
           missing.length ? `missing keys: ${listKeys(missing)}` : "",
@@ -146,7 +197,7 @@ function checkPlan<Config extends { numClasses: number }>(
 function toFloat32(key: string, data: TensorData, source: string): Float32Array {
   if (data.values instanceof Float32Array) return data.values;
   if (data.values instanceof Float64Array) return Float32Array.from(data.values);
-  throw new TypeError(`Cannot load "${key}": dtype ${data.dtype} is not floating point (${source})`);
+  throw new InputTypeError(`Cannot load "${key}": dtype ${data.dtype} is not floating point (${source})`);
 }
 
 /** SHA-256 over name, dtype, shape and bytes of every tensor in name order: the identity of in-memory weights. */

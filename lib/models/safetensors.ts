@@ -10,6 +10,7 @@
  */
 import { createHash } from "node:crypto";
 import { writeAll, writeAtomic } from "../_atomic.ts";
+import { InputTypeError } from "../errors.ts";
 
 /** The dtypes read and written here (safetensors names). F8 formats are refused as unknown. */
 export type SafetensorsDtype =
@@ -130,17 +131,17 @@ async function readExactly(file: Deno.FsFile, into: Uint8Array, path: string, wh
 function parseEntry(path: string, name: string, raw: unknown, dataBytes: number): SafetensorsEntry {
   const e = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
   if (typeof raw !== "object" || raw === null) {
-    throw new TypeError(`${path}: header entry "${name}" is not an object`);
+    throw new InputTypeError(`${path}: header entry "${name}" is not an object`);
   }
   if (!isDtype(e.dtype)) {
-    throw new TypeError(
+    throw new InputTypeError(
       `${path}: tensor "${name}" has unknown dtype ${JSON.stringify(e.dtype)}; ` +
         `supported: ${Object.keys(DTYPES).join(", ")}`,
     );
   }
   const shape = e.shape;
   if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-    throw new TypeError(`${path}: tensor "${name}" has an invalid shape ${JSON.stringify(shape)}`);
+    throw new InputTypeError(`${path}: tensor "${name}" has an invalid shape ${JSON.stringify(shape)}`);
   }
   const offsets = e.data_offsets;
   if (
@@ -200,10 +201,10 @@ async function readHeader(file: Deno.FsFile, path: string): Promise<SafetensorsH
   try {
     json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(headerBytes));
   } catch (e) {
-    throw new TypeError(`${path}: the header is not valid UTF-8 JSON (${(e as Error).message})`);
+    throw new InputTypeError(`${path}: the header is not valid UTF-8 JSON (${(e as Error).message})`);
   }
   if (typeof json !== "object" || json === null || Array.isArray(json)) {
-    throw new TypeError(`${path}: the header is not a JSON object`);
+    throw new InputTypeError(`${path}: the header is not a JSON object`);
   }
   const dataStart = 8 + headerBytes.length;
   const dataBytes = fileSize - dataStart;
@@ -215,7 +216,7 @@ async function readHeader(file: Deno.FsFile, path: string): Promise<SafetensorsH
         typeof raw !== "object" || raw === null ||
         !Object.values(raw).every((v) => typeof v === "string")
       ) {
-        throw new TypeError(`${path}: __metadata__ must map strings to strings`);
+        throw new InputTypeError(`${path}: __metadata__ must map strings to strings`);
       }
       metadata = raw as Record<string, string>;
     } else {
@@ -378,10 +379,12 @@ function encodeHeader(path: string, specs: TensorSpec[], metadata?: Record<strin
   let offset = 0;
   for (const { name, dtype, shape } of specs) {
     if (name === "__metadata__") {
-      throw new TypeError(`${path}: "__metadata__" is reserved and cannot name a tensor`);
+      throw new InputTypeError(`${path}: "__metadata__" is reserved and cannot name a tensor`);
     }
     const spec = DTYPES[dtype];
-    if (!spec) throw new TypeError(`${path}: tensor "${name}" has unknown dtype ${JSON.stringify(dtype)}`);
+    if (!spec) {
+      throw new InputTypeError(`${path}: tensor "${name}" has unknown dtype ${JSON.stringify(dtype)}`);
+    }
     const bytes = numel(shape) * spec.bytes;
     header[name] = { dtype, shape, data_offsets: [offset, offset + bytes] };
     offset += bytes;
@@ -409,7 +412,7 @@ export async function writeSafetensors(
   for (const [name, t] of list) {
     const spec = DTYPES[t.dtype];
     if (spec && !(t.values instanceof spec.write)) {
-      throw new TypeError(
+      throw new InputTypeError(
         `${path}: tensor "${name}" is ${t.dtype}, which takes a ${spec.write.name}, got ${t.values.constructor.name}`,
       );
     }

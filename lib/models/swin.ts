@@ -5,8 +5,10 @@
  * PatchEmbed + LN, then per stage s: PatchMerging at the start of stages 1… (concat of the 2×2 neighbours
  * x[0::2,0::2], x[1::2,0::2], x[0::2,1::2], x[1::2,1::2], LN(4C), Linear(4C → 2C, no bias)), then blocks
  * x += WindowAttn(LN₁(x)), x += MLP(LN₂(x)); odd blocks roll the map by −⌊w/2⌋ before the attention and back after,
- * masking pairs from different regions with −100. Scores get the relative-position bias table[idx(i, j), h]. The
- * pooled feature is LN(x) averaged over H and W. LayerNorm ε = 1e-5, exact GELU.
+ * masking pairs from different regions with −100. A map whose side is not a multiple of the window is zero-padded
+ * at the bottom and right (after the roll) for the attention and cropped back, as timm's `_attn` does; the padded
+ * tokens take part in the attention unmasked. Scores get the relative-position bias table[idx(i, j), h]. The pooled
+ * feature is LN(x) averaged over H and W. LayerNorm ε = 1e-5, exact GELU.
  */
 import * as tf from "@tensorflow/tfjs";
 import {
@@ -30,7 +32,13 @@ import {
   makeBackbone,
   type Preprocessing,
 } from "./backbone.ts";
-import { type Architecture, type ModelInfo, requireThat, withDefaults } from "./_timm.ts";
+import {
+  type Architecture,
+  type ExtraTimmArguments,
+  type ModelInfo,
+  requireThat,
+  withDefaults,
+} from "./_timm.ts";
 
 /** timm's `SwinTransformer` constructor arguments (camelCase) that decide the weights and the forward pass. */
 export interface SwinConfig {
@@ -48,7 +56,7 @@ export interface SwinConfig {
   depths: number[];
   /** Heads per stage. */
   numHeads: number[];
-  /** Attention window side (shrunk to the map side where the map is smaller). */
+  /** Attention window side (shrunk to the map side where the map is smaller; larger maps are padded to a multiple). */
   windowSize: number;
   /** MLP hidden width = ⌊C · mlpRatio⌋. */
   mlpRatio: number;
@@ -73,15 +81,30 @@ export const SWIN_DEFAULTS: SwinConfig = {
   numClasses: 1000,
 };
 
+/**
+ * The rest of timm's `SwinTransformer` constructor arguments (timm 0.6–1.0): dropout, stochastic depth and
+ * initialisation are ignored, as is `strict_img_size`, which changes nothing for inputs of `imgSize` (the only ones
+ * a backbone takes); the others are supported only at timm's default (`global_pool` "avg": the mean over H and W).
+ */
+export const SWIN_EXTRA_ARGUMENTS: ExtraTimmArguments = {
+  ignored: ["dropRate", "projDropRate", "attnDropRate", "dropPathRate", "weightInit", "strictImgSize"],
+  fixed: { globalPool: "avg", headDim: null, alwaysPartition: false, ape: false, patchNorm: true },
+};
+
 const EPS = 1e-5;
 
-/** Geometry of one stage: channels, heads, map side r, window w = min(r, windowSize), shift of odd blocks. */
+/**
+ * Geometry of one stage: channels, heads, map side r, window w = min(r, windowSize), the side the attention sees
+ * (r rounded up to a multiple of w: timm pads), shift of odd blocks.
+ */
 interface Stage {
   depth: number;
   dim: number;
   heads: number;
   resolution: number;
   window: number;
+  /** ⌈r / w⌉ · w. */
+  padded: number;
   /** 0 when the map fits in one window (timm's `_calc_window_shift`), else ⌊windowSize/2⌋. */
   shift: number;
 }
@@ -90,12 +113,14 @@ function stagesOf(c: SwinConfig): Stage[] {
   const grid = c.imgSize / c.patchSize;
   return c.depths.map((depth, s) => {
     const resolution = grid / 2 ** s, fits = resolution <= c.windowSize;
+    const window = fits ? resolution : c.windowSize;
     return {
       depth,
       dim: c.embedDim * 2 ** s,
       heads: c.numHeads[s],
       resolution,
-      window: fits ? resolution : c.windowSize,
+      window,
+      padded: Math.ceil(resolution / window) * window,
       shift: fits ? 0 : Math.floor(c.windowSize / 2),
     };
   });
@@ -119,9 +144,10 @@ export function relativePositionIndex(window: number): Int32Array {
 }
 
 /**
- * The shifted-window attention mask [nW, w², w²] of an r×r map (timm's `attn_mask`): after rolling by −shift the
- * map is split into 3×3 regions at r − w and r − shift on each axis; a pair of tokens of one window gets −100 when
- * they come from different regions, else 0. Windows in row-major order, as `partition` lays them out.
+ * The shifted-window attention mask [nW, w², w²] of an r×r map (timm's `attn_mask`; r is the padded side, a
+ * multiple of w): after rolling by −shift the map is split into 3×3 regions at r − w and r − shift on each axis; a
+ * pair of tokens of one window gets −100 when they come from different regions, else 0. Windows in row-major order,
+ * as `partition` lays them out.
  */
 export function shiftedWindowMask(resolution: number, window: number, shift: number): Float32Array {
   const region = (v: number) => (v < resolution - window ? 0 : v < resolution - shift ? 1 : 2);
@@ -175,14 +201,19 @@ interface SwinBlock {
   shift: number;
 }
 
-/** x [B, r, r, C] → x + WindowAttn(LN₁(x)) (shifted when `p.shift`), then + MLP(LN₂(·)). */
+/**
+ * x [B, r, r, C] → x + WindowAttn(LN₁(x)) (shifted when `p.shift`; zero-padded to [B, r', r', C], r' = `g.padded`,
+ * after the roll and cropped before rolling back, as in timm's `_attn`), then + MLP(LN₂(·)).
+ */
 function block(x: tf.Tensor4D, p: SwinBlock, g: Stage): tf.Tensor4D {
-  const [b, r, , c] = x.shape, w = g.window;
+  const [b, r, , c] = x.shape, w = g.window, pad = g.padded - r;
   const flat = tf.reshape(x, [b * r * r, c]) as tf.Tensor2D;
   let h = tf.reshape(layerNorm(flat, p.norm1), [b, r, r, c]) as tf.Tensor4D;
   if (p.shift) h = roll(roll(h, -p.shift, 1), -p.shift, 2);
-  const windows = (r / w) ** 2;
-  h = unpartition(attention(partition(h, w), b * windows, w * w, p.attn, p.bias), b, r, w);
+  if (pad) h = tf.pad(h, [[0, 0], [0, pad], [0, pad], [0, 0]]);
+  const windows = (g.padded / w) ** 2;
+  h = unpartition(attention(partition(h, w), b * windows, w * w, p.attn, p.bias), b, g.padded, w);
+  if (pad) h = tf.slice(h, [0, 0, 0, 0], [-1, r, r, -1]);
   if (p.shift) h = roll(roll(h, p.shift, 1), p.shift, 2);
   const y = tf.add(flat, tf.reshape(h, [b * r * r, c])) as tf.Tensor2D;
   return tf.reshape(tf.add(y, mlp(layerNorm(y, p.norm2), p.mlp)), [b, r, r, c]);
@@ -292,12 +323,13 @@ export function swinParameterShapes(c: SwinConfig): Map<string, number[]> {
 // ── configs ─────────────────────────────────────────────────────────────────────────────────────────────────────
 
 /**
- * Fills timm's defaults into `input` and checks the geometry. Maps whose side exceeds the window must be a
- * multiple of it: timm pads such maps, which is not implemented here (and is not what torchvision computes).
+ * Fills timm's defaults into `input` (timm's constructor arguments, camelCase or snake_case; see
+ * `SWIN_EXTRA_ARGUMENTS` for those without a field) and checks the geometry. Maps that are not a multiple of the
+ * window are padded as timm pads them (not what torchvision computes); every stage's map must halve exactly.
  */
 export function resolveSwinConfig(input: Record<string, unknown>): SwinConfig {
   const what = "Swin config";
-  const c = withDefaults(SWIN_DEFAULTS, input, what);
+  const c = withDefaults(SWIN_DEFAULTS, input, what, SWIN_EXTRA_ARGUMENTS);
   for (const f of ["imgSize", "patchSize", "inChans", "embedDim", "windowSize"] as const) {
     requireThat(Number.isInteger(c[f]) && c[f] > 0, what, `${f} must be a positive integer, got ${c[f]}`);
   }
@@ -315,19 +347,14 @@ export function resolveSwinConfig(input: Record<string, unknown>): SwinConfig {
   requireThat(
     Number.isInteger(grid) && grid % halvings === 0,
     what,
-    `imgSize / patchSize = ${grid} must be a multiple of 2^(stages − 1) = ${halvings}`,
+    `imgSize / patchSize = ${grid} must be a multiple of 2^(stages − 1) = ${halvings} (timm pads odd maps before ` +
+      `merging; unsupported here)`,
   );
   for (const [s, g] of stagesOf(c).entries()) {
     requireThat(
       g.dim % g.heads === 0,
       what,
       `stage ${s}: ${g.dim} channels are not divisible by ${g.heads} heads`,
-    );
-    requireThat(
-      g.resolution <= c.windowSize || g.resolution % c.windowSize === 0,
-      what,
-      `stage ${s}: a ${g.resolution}×${g.resolution} map is not a multiple of windowSize ${c.windowSize} ` +
-        `(timm would pad; unsupported here)`,
     );
   }
   return c;
@@ -381,9 +408,9 @@ function gatherRows(table: tf.Tensor, index: Int32Array): tf.Tensor {
   return gather(table);
 }
 
-/** Relative-position bias table[idx(i, j), h] (+ shift mask) of one block → [nW or 1, H, w², w²]. */
+/** Relative-position bias table[idx(i, j), h] (+ shift mask of the padded map) of one block → [nW or 1, H, w², w²]. */
 function relativeBias(table: tf.Tensor, g: Stage, shift: number): tf.Tensor4D {
-  const tokens = g.window * g.window, windows = (g.resolution / g.window) ** 2;
+  const tokens = g.window * g.window, windows = (g.padded / g.window) ** 2;
   const relative = tf.reshape(tf.transpose(gatherRows(table, relativePositionIndex(g.window))), [
     1,
     g.heads,
@@ -393,7 +420,7 @@ function relativeBias(table: tf.Tensor, g: Stage, shift: number): tf.Tensor4D {
   return (shift
     ? tf.add(
       relative,
-      tf.tensor4d(shiftedWindowMask(g.resolution, g.window, shift), [windows, 1, tokens, tokens]),
+      tf.tensor4d(shiftedWindowMask(g.padded, g.window, shift), [windows, 1, tokens, tokens]),
     )
     : relative) as tf.Tensor4D;
 }
@@ -436,8 +463,8 @@ function swinActivationBytes(c: SwinConfig): number {
     ...stagesOf(c).map((g) =>
       Math.max(
         g.resolution ** 2 * Math.floor(g.dim * c.mlpRatio),
-        g.resolution ** 2 * 3 * g.dim,
-        (g.resolution / g.window) ** 2 * g.heads * g.window ** 4,
+        g.padded ** 2 * 3 * g.dim,
+        (g.padded / g.window) ** 2 * g.heads * g.window ** 4,
       )
     ),
   );

@@ -29,7 +29,14 @@ import {
   type Preprocessing,
 } from "./backbone.ts";
 import { type PosEmbedResample, resampleAbsPosEmbed } from "./pos_embed.ts";
-import { type Architecture, identityPlan, type ModelInfo, requireThat, withDefaults } from "./_timm.ts";
+import {
+  type Architecture,
+  type ExtraTimmArguments,
+  identityPlan,
+  type ModelInfo,
+  requireThat,
+  withDefaults,
+} from "./_timm.ts";
 
 /** timm's `VisionTransformer` constructor arguments (camelCase) that decide the weights and the forward pass. */
 export interface VitConfig {
@@ -79,6 +86,43 @@ export const VIT_DEFAULTS: VitConfig = {
   classToken: true,
   fcNorm: null,
   initValues: null,
+};
+
+/**
+ * The rest of timm's `VisionTransformer` constructor arguments (timm 0.6–1.0): dropout, stochastic depth and
+ * initialisation are ignored, as are `dynamic_img_size`/`dynamic_img_pad`, which change nothing for inputs of
+ * `imgSize` (the only ones a backbone takes); the others are supported only at timm's default.
+ */
+export const VIT_EXTRA_ARGUMENTS: ExtraTimmArguments = {
+  ignored: [
+    "dropRate",
+    "posDropRate",
+    "patchDropRate",
+    "projDropRate",
+    "attnDropRate",
+    "dropPathRate",
+    "weightInit",
+    "fixInit",
+    "dynamicImgSize",
+    "dynamicImgPad",
+  ],
+  fixed: {
+    qkNorm: false,
+    scaleAttnNorm: false,
+    scaleMlpNorm: false,
+    projBias: true,
+    posEmbed: "learn",
+    noEmbedClass: false,
+    regTokens: 0,
+    preNorm: false,
+    finalNorm: true,
+    poolIncludePrefix: false,
+    embedNormLayer: null,
+    normLayer: null,
+    actLayer: null,
+    representationSize: null,
+    distilled: false,
+  },
 };
 
 const EPS = 1e-6;
@@ -212,10 +256,13 @@ export function vitParameterShapes(c: VitConfig): Map<string, number[]> {
 
 // ── configs ─────────────────────────────────────────────────────────────────────────────────────────────────────
 
-/** Fills timm's defaults into `input` and checks that the geometry is consistent. */
+/**
+ * Fills timm's defaults into `input` (timm's constructor arguments, camelCase or snake_case; see
+ * `VIT_EXTRA_ARGUMENTS` for those without a field) and checks that the geometry is consistent.
+ */
 export function resolveVitConfig(input: Record<string, unknown>): VitConfig {
   const what = "ViT config";
-  const c = withDefaults(VIT_DEFAULTS, input, what);
+  const c = withDefaults(VIT_DEFAULTS, input, what, VIT_EXTRA_ARGUMENTS);
   for (const f of ["imgSize", "patchSize", "inChans", "embedDim", "depth", "numHeads"] as const) {
     requireThat(Number.isInteger(c[f]) && c[f] > 0, what, `${f} must be a positive integer, got ${c[f]}`);
   }

@@ -5,6 +5,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { existsSync, readFileSync } from "node:fs";
+import { createHash } from "node:crypto";
 import type { LabeledFeatures } from "../carrot/labeled_features.ts";
 import {
   type Dataset,
@@ -55,8 +56,10 @@ export interface PipelineFeatures {
 export interface ImageFeaturesOptions {
   dataset: DatasetName;
   dataRoot: string;
+  /** A registered timm name, a timm model folder (config.json + model.safetensors) or a `.json` config object. */
   model: string;
-  weights: string;
+  /** timm safetensors weights; default for a model folder: its model.safetensors. */
+  weights?: string;
   cacheDir: string;
   batchSize: number;
   skipBadImages: boolean;
@@ -76,7 +79,8 @@ export async function loadImageFeatures(options: ImageFeaturesOptions): Promise<
   if (options.valFraction === 0 && !dataset.items.some((item) => item.split === "val")) {
     throw new RangeError(`${dataset.root}: ${NO_VALIDATION_DATA}`);
   }
-  // a registered timm name, or a JSON file with a config object (timm constructor arguments + "architecture")
+  // a registered timm name, a timm model folder, or a JSON file with a config object (timm constructor arguments +
+  // "architecture")
   const model = await loadTimmModel(
     options.model.endsWith(".json") ? JSON.parse(await Deno.readTextFile(options.model)) : options.model,
     options.weights,
@@ -89,7 +93,8 @@ export async function loadImageFeatures(options: ImageFeaturesOptions): Promise<
       }…); ` +
       `decoder ${decoder.name}`,
   );
-  const card = backboneCard(options.weights, model.weightsSha256);
+  const weights = model.report.source; // the file read: options.weights, or the folder's model.safetensors
+  const card = backboneCard(weights, model.weightsSha256);
   if (card) {
     log(
       `  backbone card ${card.path}: linear probe on SynthBirds' default task ${
@@ -135,7 +140,7 @@ export async function loadImageFeatures(options: ImageFeaturesOptions): Promise<
         root: dataset.root,
         warnings: dataset.warnings,
         model: model.name,
-        weights: options.weights,
+        weights,
         weightsSha256: model.weightsSha256,
         ...(card ? { backboneCard: card } : {}),
         preprocessing: model.preprocessing,
@@ -167,8 +172,9 @@ export function backboneCard(weights: string | undefined, sha256: string) {
   }
 }
 
-async function readFeatureFile(path: string): Promise<SplitFeatures> {
+async function readFeatureFile(path: string): Promise<SplitFeatures & { sha256: string }> {
   const file = await readSafetensors(path);
+  const sha256 = createHash("sha256").update(await Deno.readFile(path)).digest("hex");
   const features = file.tensors.get("features"), labels = file.tensors.get("labels");
   if (!features || features.shape.length !== 2) {
     throw new RangeError(
@@ -186,6 +192,7 @@ async function readFeatureFile(path: string): Promise<SplitFeatures> {
     features: tf.tensor2d(Float32Array.from(features.values as ArrayLike<number>), [n, features.shape[1]]),
     labels: Int32Array.from(labels.values as ArrayLike<number>, Number),
     ids,
+    sha256,
   };
 }
 
@@ -206,6 +213,11 @@ export async function loadPrecomputedFeatures(paths: readonly string[]): Promise
     val,
     test,
     classNames: Array.from({ length: numClasses }, (_, c) => `class ${c}`),
-    provenance: { features: paths },
+    provenance: {
+      features: (["train", "val", "test"] as const).flatMap((split, s) => {
+        const file = [train, val, test][s];
+        return file ? [{ split, path: paths[s], sha256: file.sha256, rows: file.labels.length }] : [];
+      }),
+    },
   };
 }

@@ -30,7 +30,7 @@ import type { LabeledFeatures } from "../carrot/labeled_features.ts";
 import { disposeHead, type HeadFit } from "../carrot/head.ts";
 import { tuneLambda } from "../carrot/lambda.ts";
 import { effectiveSampleSizes, reweight, type ReweightEstimator } from "../carrot/reweight.ts";
-import { carrotReweight, defaultCarrotPaths } from "../carrot/carrot.ts";
+import { carrotReweight, defaultCarrotPaths, describeCandidate } from "../carrot/carrot.ts";
 import { evaluateHeadWithTemperature, fitTemperature } from "../carrot/temperature.ts";
 import { evaluateHead, type Metrics } from "../carrot/metrics.ts";
 import { explain } from "../carrot/representer.ts";
@@ -65,10 +65,10 @@ export interface TrainConfig {
   dataset: DatasetName | "features";
   /** Dataset root (SynthBirds is materialised there when absent). */
   dataRoot: string;
-  /** Registered timm model name. */
-  model: string;
-  /** timm safetensors weights of the model. */
-  weights: string;
+  /** Registered timm model name, timm config file or hub folder (absent for dataset "features": no backbone runs). */
+  model?: string;
+  /** timm safetensors weights (absent for dataset "features"; for a hub folder, default its model.safetensors). */
+  weights?: string;
   /** Precomputed features train,val,test (dataset "features"). */
   features?: string[];
   /** Feature cache folder. */
@@ -382,7 +382,7 @@ async function reweightSeed(
     alpha: run.alpha,
     temperature: run.temperature,
     trajectory,
-    stopReason: selection.fallback ? "fallback to α = 1" : `selected ${label(chosen)}, step ${chosen.step}`,
+    stopReason: selection.fallback ? "fallback to α = 1" : `selected ${describeCandidate(chosen)}`,
     outerSteps: Number(chosen.step),
     summary: selection.reason,
     selection: {
@@ -400,6 +400,14 @@ async function reweightSeed(
   };
 }
 
+/** The backbone of an image dataset run (a `RangeError` when the config lacks it). */
+function requireBackbone(config: TrainConfig): { model: string; weights?: string } {
+  if (config.model === undefined) {
+    throw new RangeError(`runTraining: dataset "${config.dataset}" needs a model (a backbone runs)`);
+  }
+  return { model: config.model, weights: config.weights };
+}
+
 /** Runs the pipeline and writes the run directory; returns the result (also in metrics.json). */
 export async function runTraining(config: TrainConfig): Promise<RunResult> {
   const timings: Record<string, number> = {};
@@ -409,7 +417,7 @@ export async function runTraining(config: TrainConfig): Promise<RunResult> {
     () =>
       config.dataset === "features"
         ? loadPrecomputedFeatures(config.features ?? [])
-        : loadImageFeatures({ ...config, dataset: config.dataset }),
+        : loadImageFeatures({ ...config, dataset: config.dataset, ...requireBackbone(config) }),
   );
   const numClasses = features.classNames.length;
   const test: LabeledFeatures = features.test;
@@ -530,8 +538,9 @@ export async function runTraining(config: TrainConfig): Promise<RunResult> {
     timings,
     () => debugTrain(erm, train, split.val, features, split.trainIndices),
   );
+  const { model: _model, weights: _weights, ...withoutBackbone } = config;
   const result: RunResult = {
-    config,
+    config: config.dataset === "features" ? withoutBackbone : config, // no backbone ran: the provenance names the files
     provenance: features.provenance,
     timings,
     classNames: features.classNames,

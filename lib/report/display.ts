@@ -48,6 +48,8 @@ export interface FigureOptions {
   height?: number;
   /** Include the plotly.js loader in the HTML (default: only for the first figure of the kernel session). */
   includePlotly?: boolean;
+  /** The figure div's id (default: `carrot-figure-<random UUID>`); give one for reproducible HTML. */
+  id?: string;
 }
 
 /** The sleep after each output: long enough for the kernel to publish before it reports idle (STACK.md §3). */
@@ -57,7 +59,7 @@ const SETTLE_LARGE_MS = 400;
 
 let outputCount = 0;
 let plotlySent = false;
-let loaderScript: Promise<string> | undefined;
+let loaderSource: Promise<string> | undefined;
 
 /** `value` as a JSON literal that is safe inside an HTML `<script>` element. */
 function scriptJson(value: unknown): string {
@@ -80,22 +82,26 @@ async function gzip(bytes: Uint8Array): Promise<Uint8Array> {
   return new Uint8Array(await new Response(stream).arrayBuffer());
 }
 
-/** The `<script>` that defines `window.Plotly` from the gzipped bundle (read from node_modules once). */
-function plotlyLoader(): Promise<string> {
-  loaderScript ??= (async () => {
+/**
+ * The JavaScript that defines `window.carrotPlotly` (a promise of `window.Plotly`) from node_modules' plotly.js,
+ * carried gzipped and base64-encoded (about 2.6 MB); read once per process. Figures of `figureBundle` wait for it.
+ */
+export function plotlyLoaderSource(): Promise<string> {
+  loaderSource ??= (async () => {
     let path: string;
     try {
       path = createRequire(import.meta.url).resolve("plotly.js-dist/plotly.js");
     } catch (error) {
+      const reason = (error as Error).message;
       throw new TypeError(
-        `figureBundle: cannot find plotly.js-dist/plotly.js in node_modules (${(error as Error).message}); ` +
+        `plotlyLoaderSource: cannot find plotly.js-dist/plotly.js in node_modules (${reason}); ` +
           "run `deno install` in the repository root",
       );
     }
     const packed = base64(await gzip(await Deno.readFile(path)));
     // The bundle is evaluated with AMD's `define` hidden (classic Notebook's require.js would capture it) and with
     // PlotlyConfig.MathJaxConfig "local", so that plotly leaves the notebook's MathJax settings alone.
-    return `<script>(() => {
+    return `(() => {
   if (window.Plotly || window.carrotPlotly) return;
   const packed = "${packed}";
   const bytes = Uint8Array.from(atob(packed), (c) => c.charCodeAt(0));
@@ -108,9 +114,9 @@ function plotlyLoader(): Promise<string> {
     window.dispatchEvent(new Event("carrot-plotly"));
     return window.Plotly;
   });
-})();</script>`;
+})();`;
   })();
-  return loaderScript;
+  return loaderSource;
 }
 
 /**
@@ -123,7 +129,7 @@ export async function figureBundle(figure: PlotlyFigure, options: FigureOptions 
   }
   const layout = figure.layout ?? {};
   const height = options.height ?? (typeof layout.height === "number" ? layout.height : 420);
-  const id = `carrot-figure-${crypto.randomUUID()}`;
+  const id = options.id ?? `carrot-figure-${crypto.randomUUID()}`;
   const html = `<div id="${id}" style="width:100%;height:${height}px"></div>
 <script>(() => {
   const figure = ${scriptJson({ data: figure.data, layout })};
@@ -136,7 +142,7 @@ export async function figureBundle(figure: PlotlyFigure, options: FigureOptions 
   const name = typeof title === "string" ? title : title?.text ?? "untitled";
   return {
     "application/vnd.plotly.v1+json": { data: figure.data, layout },
-    "text/html": options.includePlotly ? (await plotlyLoader()) + "\n" + html : html,
+    "text/html": options.includePlotly ? `<script>${await plotlyLoaderSource()}</script>\n${html}` : html,
     "text/plain": `Plotly figure: ${name} (${figure.data.length} trace${
       figure.data.length === 1 ? "" : "s"
     })`,

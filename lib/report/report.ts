@@ -8,6 +8,7 @@
  */
 import type { RunArtifacts, RunResult } from "../pipeline/train.ts";
 import { truthGroup } from "../carrot/debug.ts";
+import { describeCandidate } from "../carrot/carrot.ts";
 import { figureBundle, type PlotlyFigure } from "./display.ts";
 import { barFigure, lineFigure } from "./figures.ts";
 import { readImage, selectImageDecoder } from "../data/images.ts";
@@ -196,7 +197,7 @@ td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}figure{display:inline
 font-size:11px;width:76px;vertical-align:top}figure img{width:64px;height:64px;object-fit:contain;image-rendering:pixelated}
 .row{margin:8px 0;border-bottom:1px solid #eee}.sup{background:#e8f5e9}.opp{background:#ffebee}.sus{background:#fff8e1}</style>
 </head><body><h1>CARROT run report</h1>
-<p>${escape(result.config.dataset)} · ${escape(result.config.model)} · ${result.perSeed.length} seeds · λ ${
+<p>${escape(result.config.dataset)} · ${escape(sourceLine(result))} · ${result.perSeed.length} seeds · λ ${
     result.lambdas.map((l) => l.toPrecision(3)).join(", ")
   } · ${methodLine(result)}</p>
 ${summaryTable(result)}
@@ -237,12 +238,19 @@ ${
 </small></p>`;
 }
 
+/** What produced the features: the backbone, or the precomputed feature files with their SHA-256 (short). */
+function sourceLine(result: RunResult): string {
+  const files = result.provenance.features as { split: string; path: string; sha256: string }[] | undefined;
+  if (!files) return result.config.model ?? "";
+  return files.map((f) => `${f.split} ${f.path.split("/").at(-1)} (sha256 ${f.sha256.slice(0, 12)})`).join(
+    ", ",
+  );
+}
+
 /** Per seed: what CARROT's selection chose (path, step, γ, η, ρ, fallback) and why. */
 function selectionTable(result: RunResult): string {
   const rows = result.perSeed.filter((s) => s.selection).map((s) => {
-    const x = s.selection!,
-      label = (l: Record<string, number | string>) =>
-        l.step === 0 ? "ERM (step 0)" : `${l.weighting}, γ ${l.gamma}, step ${l.step}`;
+    const x = s.selection!, label = describeCandidate;
     return `<tr><td>${s.seed}</td><td>${escape(label(x.chosen))}</td><td>${escape(label(x.best))}</td><td>${
       x.fallback ? "yes" : "no"
     }</td><td>${x.gain.toFixed(4)} ± ${
@@ -254,7 +262,7 @@ function selectionTable(result: RunResult): string {
   });
   if (rows.length === 0) return "";
   return `<section><h2>CARROT's selection per seed</h2>
-<p>Candidates: every accepted step of every path (held-out weighting, γ), refitted on all of train and scored by the
+<p>Candidates: every accepted step of every path (held-out weighting, γ) and loss trimming at each fraction, refitted on all of train and scored by the
 calibrated validation loss; the best replaces ERM only when its paired gain exceeds z standard errors.</p>
 <table><tr><th>seed</th><th>in use</th><th>best on val</th><th>fallback</th><th>val gain ± s.e.</th><th>settings</th>
 <th>temperature ERM → CARROT</th><th>why</th></tr>

@@ -136,7 +136,7 @@ export interface FinetuneOptions {
   /** Checked after every epoch's checkpoint: when aborted, the run stops there (resumable). */
   signal?: AbortSignal;
   /** Called after every epoch with its record. */
-  onEpoch?: (record: EpochRecord) => void;
+  onEpoch?: (record: EpochRecord) => void | Promise<void>;
   /** Show a progress bar per epoch on stderr (default false). */
   progressBar?: boolean;
 }
@@ -386,8 +386,8 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
         `finetune: ${paths.state} exists; pass resume: true (--resume) to continue that run, or another out`,
       );
     }
-    mkdirSync(options.out, { recursive: true });
     const { tensors, weightsSha256, ignored } = await initialParameters(options, config, s.seed);
+    mkdirSync(options.out, { recursive: true }); // only once the weights have been read
     const params = toVariables(tensors);
     run = {
       model: { config, params },
@@ -557,7 +557,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
         backend: tf.getBackend(),
         history: run.history,
       });
-      options.onEpoch?.(record);
+      await options.onEpoch?.(record);
       stopped = options.signal?.aborted ?? false;
     }
     const finished = run.epoch >= s.epochs;

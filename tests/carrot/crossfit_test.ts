@@ -2,9 +2,10 @@ import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
 import { selectBackend } from "../../lib/backend.ts";
 import { crossFitObjective, crossFitReweight, stratifiedFolds } from "../../lib/carrot/crossfit.ts";
-import { carrotReweight } from "../../lib/carrot/carrot.ts";
+import { carrotReweight, defaultTrimFractions } from "../../lib/carrot/carrot.ts";
 import { selectWeighting } from "../../lib/carrot/selection.ts";
-import { disposeHead } from "../../lib/carrot/head.ts";
+import { disposeHead, fitHead, headLogits } from "../../lib/carrot/head.ts";
+import { selectRows } from "../../lib/split.ts";
 import { effectiveSampleSizes } from "../../lib/carrot/reweight.ts";
 import { makeFineGrainedFeatures } from "../../lib/data/synthetic_features.ts";
 import { Random } from "../../lib/random.ts";
@@ -110,6 +111,37 @@ Deno.test("crossFitReweight(): L_cf non-increasing over accepted steps; α ≥ 0
   dispose(data);
 });
 
+Deno.test("crossFitReweight(): heldOutLosses are each point's loss under the head fitted without its fold", async () => {
+  const data = small(5, 0.2), folds = 3, lambda = 0.5;
+  const run = await crossFitReweight(data.train, { lambda, numClasses: 8, folds, outerSteps: 1, tol: 1e-7 });
+  const assignment = stratifiedFolds(data.train.labels, folds, 0);
+  for (const entry of run.trajectory) {
+    for (let k = 0; k < folds; k++) {
+      const inside = Int32Array.from(data.train.labels.keys()).filter((i) => assignment[i] !== k);
+      const heldOut = Int32Array.from(data.train.labels.keys()).filter((i) => assignment[i] === k);
+      const part = selectRows(data.train, inside), test = selectRows(data.train, heldOut);
+      const fit = await fitHead(part, {
+        lambda,
+        numClasses: 8,
+        alpha: Float32Array.from(inside, (i) => entry.alpha[i]),
+        tol: 1e-7,
+      });
+      const logProbabilities = tf.tidy(() => tf.logSoftmax(headLogits(fit, test.features)));
+      const values = await logProbabilities.array();
+      heldOut.forEach((i, q) => {
+        const expected = -values[q][data.train.labels[i]];
+        assert.ok(
+          Math.abs(entry.heldOutLosses[i] - expected) < 1e-3 * Math.max(1, expected),
+          `step ${entry.step}, point ${i}: ${entry.heldOutLosses[i]} vs ${expected}`,
+        );
+      });
+      tf.dispose([logProbabilities, part.features, test.features]);
+      disposeHead(fit);
+    }
+  }
+  dispose(data);
+});
+
 Deno.test("crossFitReweight(): resuming from step s at its α continues the same path", async () => {
   const data = small(4, 0.3);
   const options = { lambda: 1, numClasses: 8, folds: 3, heldOutWeighting: "self" as const, tol: 1e-7 };
@@ -137,6 +169,7 @@ Deno.test("carrotReweight(): a path whose last step is the best runs on, up to m
     folds: 3,
     outerSteps: 1,
     maxOuterSteps: 3,
+    trimFractions: [],
     onStep: (path, entry) => steps.push(`${path.heldOutWeighting} ${entry.step}`),
   });
   const accepted = run.trajectories.flatMap((t) => t.steps.filter((e) => e.step > 0 && e.accepted));
@@ -197,6 +230,22 @@ Deno.test("carrotReweight(): falls back to α = 1 without harmful points, keeps 
     "mislabelled points were not down-weighted on average",
   );
   assert.ok(Number.isFinite(noisyRun.temperature) && noisyRun.temperature > 0);
+  assert.equal(
+    noisyRun.selection.rows.length,
+    1 +
+      noisyRun.trajectories.reduce((s, t) => s + t.steps.filter((e) => e.step > 0 && e.accepted).length, 0) +
+      defaultTrimFractions.length,
+    "every accepted step and every trimming is a candidate",
+  );
+  // the trimmings drop the highest out-of-fold losses at α ≡ 1, which every path's step 0 holds
+  const atOne = noisyRun.trajectories[0].steps[0].heldOutLosses;
+  assert.deepEqual(noisyRun.trajectories[1].steps[0].heldOutLosses, atOne, "paths share their folds");
+  for (const fraction of defaultTrimFractions) {
+    const row = noisyRun.selection.rows.findIndex((r) =>
+      r.label.weighting === "trim" && r.label.fraction === fraction
+    );
+    assert.ok(row > 0, `no trimming at ${fraction}`);
+  }
   disposeHead(noisyRun.fit);
   dispose(noisy);
   assert.equal(tf.memory().numTensors, before, "tensors leaked");

@@ -17,21 +17,17 @@ export interface BackboneFixture {
   pooled: string;
 }
 
-const camel = (s: string) => s.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
-
 /** The fixture `name` (vit, vit_avgpool, swin), or undefined when `../shared/fixtures` is absent. */
 export function backboneFixture(name: "vit" | "vit_avgpool" | "swin"): BackboneFixture | undefined {
   const dir = fixturePath(name);
   if (!dir) return undefined;
   const manifest = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8"));
   const swin = name === "swin";
-  const kwargs: Record<string, unknown> = { ...manifest.timm_equivalent.kwargs };
-  if (swin) delete kwargs.global_pool; // timm's Swin pools by averaging only; the config has no such field
-  const config = Object.fromEntries(Object.entries(kwargs).map(([k, v]) => [camel(k), v]));
+  const kwargs: Record<string, unknown> = manifest.timm_equivalent.kwargs; // timm's own, in snake_case
   return {
     dir,
     weights: join(dir, swin ? "swin_timm.safetensors" : "vit_timm.safetensors"),
-    config: { ...config, architecture: swin ? "swin" : "vit" } as TimmConfigInput,
+    config: { ...kwargs, architecture: swin ? "swin" : "vit" } as TimmConfigInput,
     inputShape: manifest.arrays.inputs_nhwc.shape,
     pooled: swin ? "pooled" : "pre_logits",
   };

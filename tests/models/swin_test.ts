@@ -1,11 +1,18 @@
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { selectBackend } from "../../lib/backend.ts";
-import { loadTimmModel } from "../../lib/models/registry.ts";
+import {
+  loadTimmModel,
+  loadTimmParameters,
+  randomTimmWeights,
+  resolveTimmConfig,
+  timmForward,
+} from "../../lib/models/registry.ts";
 import { readSafetensors, type TensorData, writeSafetensors } from "../../lib/models/safetensors.ts";
 import { filterSwinCheckpoint, relativePositionIndex, shiftedWindowMask } from "../../lib/models/swin.ts";
-import { assertClose } from "../_assert.ts";
+import { assertClose, fixturePath } from "../_assert.ts";
 import { backboneFixture, fixtureInputs, forEachBackend, readArray } from "./_fixtures.ts";
 
 const swin = backboneFixture("swin");
@@ -129,4 +136,72 @@ Deno.test("filterSwinCheckpoint() leaves a timm ≥ 0.9 checkpoint unchanged apa
   assert.deepEqual([...plan.tensors.keys()], ["layers.1.downsample.norm.weight", "head.fc.weight"]);
   assert.deepEqual(plan.renamed, []);
   assert.deepEqual(plan.ignored, ["layers.0.blocks.0.attn.relative_position_index"]);
+});
+
+const padded = fixturePath("swin_padded");
+
+Deno.test({
+  name: "loadTimmModel() reproduces timm's window padding (10×10 and 5×5 maps, window 4) on every backend",
+  ignore: !padded,
+}, async () => {
+  // tests/fixtures/swin_padded: float64 NumPy transcription of timm's SwinTransformerBlock._attn (roll, zero-pad
+  // bottom/right to a multiple of the window, mask built on the padded map, crop, roll back), validated against
+  // timm's own outputs on the unpadded fixture (make_swin_padded.py --check)
+  const dir = padded!;
+  const manifest = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8"));
+  const config = { architecture: "swin", ...manifest.timm_kwargs } as const;
+  const weights = join(dir, "swin_padded.safetensors");
+  const inputs = Float32Array.from(readArray(dir, "inputs_nhwc_f32.bin"));
+  await forEachBackend(async (backend) => {
+    const before = tf.memory().numTensors;
+    const model = await loadTimmModel(config, weights);
+    const images = tf.tensor4d(inputs, manifest.shapes["inputs_nhwc_f32.bin"]);
+    const [pooled, logits] = [model.forwardFeatures(images), model.forward(images)!];
+    assertClose(await pooled.data(), readArray(dir, "pooled_f64.bin"), {
+      atol: 1e-5,
+      what: `${backend} pooled`,
+    });
+    assertClose(await logits.data(), readArray(dir, "logits_f64.bin"), {
+      atol: 1e-5,
+      what: `${backend} logits`,
+    });
+    // the differentiable path pads too, and the gradient flows through the pad and the crop
+    const params = await loadTimmParameters(config, weights);
+    const key = "layers.1.blocks.1.attn.relative_position_bias_table";
+    const [same, grad] = tf.tidy(() => {
+      const loss = (table: tf.Tensor) =>
+        tf.sum(timmForward(model.config, new Map([...params.tensors, [key, table]]), images).logits!);
+      return [
+        timmForward(model.config, params.tensors, images).logits!,
+        tf.grad(loss)(params.tensors.get(key)!),
+      ];
+    });
+    assertClose(await same.data(), await logits.data(), { atol: 1e-5, what: `${backend} timmForward` });
+    const g = await grad.data();
+    assert.ok(g.every(Number.isFinite) && g.some((v) => v !== 0), `${backend}: a finite, non-zero gradient`);
+    tf.dispose([images, pooled, logits, same, grad, ...params.tensors.values()]);
+    model.dispose();
+    assert.equal(tf.memory().numTensors, before, `${backend}: tensors leaked`);
+  });
+});
+
+Deno.test("Swin-T's layout at 256 px (maps 64, 32, 16, 8; window 7: all padded) runs with finite features", async () => {
+  const config = {
+    architecture: "swin",
+    img_size: 256,
+    embed_dim: 8,
+    num_heads: [1, 2, 2, 4],
+    num_classes: 0,
+  } as const;
+  const { config: resolved } = resolveTimmConfig(config as never);
+  assert.equal(resolved.imgSize, 256, "img_size in snake_case");
+  const before = tf.memory().numTensors;
+  const model = await loadTimmModel(resolved, randomTimmWeights(resolved, 4));
+  const images = tf.randomNormal([1, 256, 256, 3], 0, 1, "float32", 5) as tf.Tensor4D;
+  const features = model.forwardFeatures(images);
+  assert.deepEqual(features.shape, [1, 64]);
+  assert.ok((await features.data()).every(Number.isFinite));
+  tf.dispose([images, features]);
+  model.dispose();
+  assert.equal(tf.memory().numTensors, before);
 });

@@ -9,7 +9,7 @@ import type { TrainConfig } from "../../lib/pipeline/train.ts";
 export async function tinyTrainConfig(
   dir: string,
   overrides: Partial<TrainConfig> = {},
-): Promise<TrainConfig> {
+): Promise<TrainConfig & { model: string; weights: string }> {
   const config = {
     architecture: "vit",
     imgSize: 32,

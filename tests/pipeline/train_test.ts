@@ -1,5 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { selectBackend } from "../../lib/backend.ts";
@@ -176,6 +177,25 @@ Deno.test("runTraining(): validation-coverage warnings are logged once and recor
     }
     const metrics = JSON.parse(readFileSync(join(config.runDir, "metrics.json"), "utf8"));
     assert.deepEqual(metrics.validationWarnings, result.validationWarnings);
+    // no backbone ran: metrics.json and the report name the feature files and their SHA-256, not a model
+    const sha256 = (path: string) => createHash("sha256").update(readFileSync(path)).digest("hex");
+    assert.deepEqual(
+      metrics.provenance.features,
+      ["train", "val", "test"].map((split, s) => ({
+        split,
+        path: files[s],
+        sha256: sha256(files[s]),
+        rows: [24, 7, 9][s],
+      })),
+    );
+    assert.equal(metrics.config.model, undefined);
+    assert.equal(metrics.config.weights, undefined);
+    const report = readFileSync(join(config.runDir, "report.html"), "utf8");
+    assert.ok(
+      report.includes(`train train.safetensors (sha256 ${sha256(files[0]).slice(0, 12)})`),
+      "report header",
+    );
+    assert.ok(!report.includes("tiny"), "the report names no backbone");
     for (const seed of result.perSeed) {
       for (const value of [...Object.values(seed.erm), ...Object.values(seed.carrotCalibrated)]) {
         assert.ok(Number.isFinite(value), "finite test metrics");
