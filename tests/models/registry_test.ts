@@ -18,6 +18,7 @@ import {
 import { writeSafetensors } from "../../lib/models/safetensors.ts";
 import type { SwinConfig } from "../../lib/models/swin.ts";
 import type { VitConfig } from "../../lib/models/vit.ts";
+import { tinyVit } from "../train/_tiny_vit.ts";
 
 await selectBackend("wasm", { threads: 1, quiet: true });
 
@@ -242,16 +243,7 @@ const HUB_CONFIG = {
     classifier: "head",
   },
 };
-const HUB_EXPLICIT: TimmConfigInput = {
-  architecture: "vit",
-  imgSize: 32,
-  patchSize: 8,
-  embedDim: 32,
-  depth: 2,
-  numHeads: 2,
-  globalPool: "avg",
-  numClasses: 3,
-};
+const HUB_EXPLICIT = { ...tinyVit, numClasses: 3 } as Extract<TimmConfigInput, { architecture: "vit" }>;
 
 async function hubFolder(config: unknown, withWeights = true): Promise<string> {
   const dir = await Deno.makeTempDir({ prefix: "carrot-hub-" });
