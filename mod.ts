@@ -22,6 +22,8 @@ export { type BackendChoice, type BackendPreference, releaseBackend, selectBacke
 export type { SelectBackendOptions } from "./lib/backend.ts";
 export { type LabeledFeatures } from "./lib/carrot/labeled_features.ts";
 export type { CurvaturePair } from "./lib/carrot/_lbfgs.ts";
+export type { CgResult, PreconditionerFailure } from "./lib/carrot/_cg.ts";
+export { readCount, readPacked, readScalar, type ReadTally, readValues } from "./lib/carrot/_reads.ts";
 export type { HeadProblem } from "./lib/carrot/_objective.ts";
 export {
   disposeHead,
@@ -82,6 +84,17 @@ export {
   type TestInfluenceOptions,
   validationAlphaGradient,
 } from "./lib/carrot/influence.ts";
+export {
+  chooseHessianSolver,
+  type DirectDiagnostics,
+  directFactorBytes,
+  type DirectSolverOptions,
+  factorHessian,
+  type HessianFactor,
+  HessianNotPositiveDefiniteError,
+  type InfluenceMethod,
+  type SolverReport,
+} from "./lib/carrot/direct.ts";
 export {
   disposeCheckpoints,
   type TracInCheckpoints,

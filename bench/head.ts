@@ -9,12 +9,13 @@
 import * as tf from "@tensorflow/tfjs";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { disposeHead, fitHead, headLogits } from "../lib/carrot/head.ts";
+import { disposeHead, fitHead, type HeadFit, headLogits } from "../lib/carrot/head.ts";
 import { explain } from "../lib/carrot/representer.ts";
 import type { LabeledFeatures } from "../lib/carrot/labeled_features.ts";
 import { Random } from "../lib/random.ts";
 import { log } from "../lib/progress.ts";
 import { timed, versus } from "./_timing.ts";
+import { benchFitPreconditioning } from "./preconditioning.ts";
 
 const n = 5994, nTest = 5794, dim = 768, k = 200;
 
@@ -42,14 +43,25 @@ const toFeatures = (s: { rows: Float32Array; labels: Int32Array }): LabeledFeatu
 });
 
 async function fitAndReport(label: string, train: LabeledFeatures, alpha: Float32Array, lambda: number) {
-  const run = await timed(() => fitHead(train, { lambda, alpha, tol: 1e-6 }));
-  const fit = run.result;
-  log(
-    `${label}: fitHead λ=${lambda}: ${fit.iterations} iterations, ${fit.evaluations} evaluations, relative ‖∇J‖ ` +
-      `${fit.relativeGradNorm.toExponential(2)} (converged: ${fit.converged}), J = ${fit.loss.toFixed(4)}`,
-  );
-  log(`  time ${versus(run.seconds, { what: "sklearn lbfgs (REFERENCE §3)", debian: 10.5, skylakeX: 4.4 })}`);
-  return fit;
+  let fit: HeadFit | undefined;
+  for (const preconditioner of ["none", "ekfac"] as const) {
+    if (fit) disposeHead(fit);
+    const run = await timed(() => fitHead(train, { lambda, alpha, tol: 1e-6, preconditioner }));
+    fit = run.result;
+    log(
+      `${label}: fitHead λ=${lambda}, preconditioner ${preconditioner}: ${fit.iterations} iterations, ` +
+        `${fit.evaluations} evaluations, ${fit.reads} reads (${
+          (fit.reads / fit.iterations).toFixed(2)
+        }/iteration), ` +
+        `relative ‖∇J‖ ${fit.relativeGradNorm.toExponential(2)} (converged: ${fit.converged}), J = ${
+          fit.loss.toFixed(4)
+        }`,
+    );
+    log(
+      `  time ${versus(run.seconds, { what: "sklearn lbfgs (REFERENCE §3)", debian: 10.5, skylakeX: 4.4 })}`,
+    );
+  }
+  return fit!;
 }
 
 /** Prints the head benchmark; `dump` writes the non-trivial problem for the side-by-side sklearn baseline. */
@@ -97,4 +109,5 @@ export async function benchHead(options: { dump?: string } = {}): Promise<void> 
   log(`  time ${versus(run.seconds, { what: "NumPy f32 GEMM", debian: gflop / 58, skylakeX: gflop / 225 })}`);
   disposeHead(fit);
   tf.dispose([train.features, test.features]);
+  await benchFitPreconditioning();
 }

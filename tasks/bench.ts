@@ -1,9 +1,9 @@
 /**
- * `deno task bench [suite…]`: CARROT's benchmarks. Suites: head, influence, agreement, backbone, experiment,
- * debugging, reweight, consistency (why the consistency term hurt), robustness (default: all but robustness, which
- * takes about an hour; `--only`, `--shard`, `--rerun` and `--fresh` steer it). Each prints throughput and the
- * ratio to the reference figures in `../shared/REFERENCE.md`; rerun those baselines side by side when comparing,
- * since this machine type drifts 2–3× (REFERENCE.md).
+ * `deno task bench [suite…]`: CARROT's benchmarks. Suites: head, influence, influence-direct, agreement,
+ * backbone, experiment, debugging, reweight, consistency (why the consistency term hurt), robustness (default:
+ * all but robustness, which takes about an hour; `--only`, `--shard`, `--rerun` and `--fresh` steer it). Each
+ * prints throughput and the ratio to the reference figures in `../shared/REFERENCE.md`; rerun those baselines
+ * side by side when comparing, since this machine type drifts 2–3× (REFERENCE.md).
  */
 import { z } from "zod";
 import { releaseBackend, selectBackend } from "../lib/backend.ts";
@@ -11,7 +11,7 @@ import { parseCommandLine, runTask } from "./_cli.ts";
 import { log } from "../lib/progress.ts";
 import { benchBackbone } from "../bench/backbone.ts";
 import { benchHead } from "../bench/head.ts";
-import { benchInfluence } from "../bench/influence.ts";
+import { benchDirectInfluence, benchInfluence } from "../bench/influence.ts";
 import { benchAgreement } from "../bench/agreement.ts";
 import { benchDebugging, benchExperiment } from "../bench/experiment.ts";
 import { benchReweight } from "../bench/reweight.ts";
@@ -30,6 +30,7 @@ interface SuiteOptions {
 const suites: Record<string, (options: SuiteOptions) => Promise<void>> = {
   head: benchHead,
   influence: benchInfluence,
+  "influence-direct": benchDirectInfluence,
   agreement: benchAgreement,
   backbone: benchBackbone,
   experiment: benchExperiment,

@@ -1,14 +1,29 @@
 /**
  * Limited-memory BFGS for convex objectives, on tfjs tensors (private to `lib/carrot/`).
  *
- * Nocedal & Wright, Numerical Optimization (2nd ed.): two-loop recursion (Alg. 7.4) with H₀ = (sᵀy / yᵀy) I, and
- * a Wolfe line search (c₁ = 1e-4, c₂ = 0.9) that brackets on the directional derivative (see `lineSearch`).
- * The iterate, gradient and history stay on the backend; only scalars (J, directional derivatives, norms) are
- * read back. In float32 the gradient eventually stops improving: that is the precision floor, and the solver
- * stops there (no new best ‖∇J‖ in `stallIterations` steps, or no acceptable step) and says so.
+ * Nocedal & Wright, Numerical Optimization (2nd ed.): two-loop recursion (Alg. 7.4) with H₀ = γ M⁻¹,
+ * γ = sᵀy / yᵀM⁻¹y of the newest pair (M = I unless a preconditioner is given: preconditioned L-BFGS), and a Wolfe
+ * line search (c₁ = 1e-4, c₂ = 0.9) that brackets on the directional derivative (see `lineSearch`).
+ *
+ * Reads are the cost model (`_reads.ts`): the iterate, gradient, history and the two-loop recursion stay on the
+ * backend, and each line-search trial is ONE read of a packed tensor [J, φ′(t), ‖∇J‖², φ′(0), sᵀy, yᵀy, sᵀs, t];
+ * the start costs one more (J, ‖∇J‖² and the caller's `extras`). When the objective can evaluate its line cheaply
+ * (`LbfgsObjective.line`: for the head, logits are affine in W), the first trial of every iteration is decided
+ * on the device without a read: t = 1 when φ′(1) ∈ [−c₂, c₃]·|φ′(0)|, else the secant root of φ′ through 0 and 1
+ * (clamped to [0.1, 4], the moves the CPU search would make); only that point is evaluated and read — so an
+ * iteration costs one read and one gradient whether or not the unit step was taken. A point reached through
+ * more than 16 such line updates in a row is re-evaluated before it is reported (the updated data carry
+ * rounding). Pairs with sᵀy ≤ 1e-10‖s‖‖y‖ (non-positive curvature in float32) are skipped and counted. In float32
+ * the gradient eventually stops improving: that is the precision floor, and the solver stops there (no new best
+ * ‖∇J‖ in `stallIterations` steps, or no acceptable step) and says so.
  */
 import * as tf from "@tensorflow/tfjs";
 import { yieldToEventLoop } from "../_yield.ts";
+import { readPacked, type ReadTally } from "./_reads.ts";
+
+const c1 = 1e-4, c2 = 0.9, c3 = 0.8;
+/** Line-updated steps after which the reported point is re-evaluated (rounding of updated logits adds up). */
+const maxLineSteps = 16;
 
 /** One curvature pair of the L-BFGS history, ρ = 1 / sᵀy. */
 export interface CurvaturePair {
@@ -20,16 +35,45 @@ export interface CurvaturePair {
   rho: number;
 }
 
-/** One evaluation: the objective value and its gradient (owned by the caller of `evaluate`). */
-export interface Evaluation {
-  value: number;
+/** One evaluation on the backend (owned by the caller of `evaluate`): J, ∇J and what the objective keeps at x. */
+export interface DeviceEvaluation {
+  value: tf.Scalar;
   gradient: tf.Tensor2D;
+  /** The objective's own data at x for `line` (the head: its logits). */
+  cache?: tf.Tensor[];
+}
+
+/** The line x + t·d through an evaluated point, as `LbfgsObjective.line` returns it. */
+export interface DeviceLine {
+  /** φ′(1) = ∇J(x + d)ᵀd. */
+  slopeAtUnit: tf.Scalar;
+  /**
+   * The evaluation at `point` = x + t·d for a scalar tensor t, from the line's data (e.g. logits updated as
+   * z + t·z_d rather than recomputed: rounding adds up over many iterations, so the solver re-evaluates the
+   * final point with `evaluate` before it reports it when more than 16 steps in a row were line-updated).
+   */
+  at(t: tf.Scalar, point: tf.Tensor2D): DeviceEvaluation;
+  /** Frees the line's tensors. */
+  dispose(): void;
+}
+
+/** The function to minimise: evaluations, and optionally cheap lines (see the module JSDoc). */
+export interface LbfgsObjective {
+  /** J(x), ∇J(x) and the cache at x. */
+  evaluate(x: tf.Tensor2D): DeviceEvaluation;
+  /** The line from x (with its `cache`) along d; without it every trial is a full `evaluate`. */
+  line?(x: tf.Tensor2D, cache: tf.Tensor[], direction: tf.Tensor2D): DeviceLine;
 }
 
 /** Options of `minimizeLbfgs`. */
 export interface LbfgsOptions {
-  /** Stop when ‖∇J‖_F ≤ gradTol. */
-  gradTol: number;
+  /**
+   * Stop when ‖∇J‖_F ≤ gradTol; a function receives the values of `extras` (read with the first evaluation) and
+   * returns the tolerance, or throws to abort the run (its tensors are freed first).
+   */
+  gradTol: number | ((extras: Float32Array[]) => number | Promise<number>);
+  /** Tensors read together with the first evaluation, in the same single read (not consumed). */
+  extras?: tf.Tensor[];
   maxIter: number;
   /** History pairs kept (default 20). */
   memory?: number;
@@ -40,6 +84,13 @@ export interface LbfgsOptions {
    * change of α) reuses its predecessor's curvature model and needs a handful of steps instead of a cold ramp-up.
    */
   initialHistory?: CurvaturePair[];
+  /**
+   * v ↦ M⁻¹v for a symmetric positive definite M ≈ ∇²J (result owned by the caller): H₀ = γM⁻¹. When a direction
+   * built on it is not a descent direction even without history, the preconditioner is dropped (reported).
+   */
+  preconditioner?: (v: tf.Tensor2D) => tf.Tensor2D;
+  /** Counts this run's reads (in addition to the result's `reads`). */
+  tally?: ReadTally;
   /** Called after every accepted step. */
   onIteration?: (iteration: number, value: number, gradNorm: number) => void;
 }
@@ -52,32 +103,53 @@ export interface LbfgsResult {
   gradNorm: number;
   iterations: number;
   evaluations: number;
+  /** GPU→CPU reads of the run, the first one (start + extras) included. */
+  reads: number;
+  /** The values of `options.extras`, in order. */
+  extras: Float32Array[];
+  /** Curvature pairs rejected for sᵀy ≤ 1e-10‖s‖‖y‖ (not positive in float32). */
+  skippedPairs: number;
+  /** True when the preconditioner gave no descent direction and the run went on without it. */
+  preconditionerDropped: boolean;
   stopReason: "gradient tolerance" | "max iterations" | "precision floor";
   /** The final curvature pairs (owned by the caller), for warm starts of nearby problems. */
   history: CurvaturePair[];
 }
 
-interface Point {
+/** A point of the line x + t d: the step, what was read, and the tensors of the trial. */
+interface Trial {
   step: number;
   value: number;
   slope: number;
+  gradSquared: number;
+  /** φ′(0) = ∇J(x)ᵀd, read with the trial (its own value is the same for every trial along d). */
+  startSlope: number;
+  sy: number;
+  yy: number;
+  ss: number;
   x: tf.Tensor2D;
   gradient: tf.Tensor2D;
+  cache?: tf.Tensor[];
+  /** From `evaluate` (true) or from the line's data (false). */
+  fresh: boolean;
+  s: tf.Tensor2D;
+  y: tf.Tensor2D;
 }
 
-async function scalar(t: tf.Tensor): Promise<number> {
-  const v = (await t.data())[0];
-  t.dispose();
-  return v;
+/** The accepted point of an iteration (the start of the next). */
+interface Current {
+  value: number;
+  x: tf.Tensor2D;
+  gradient: tf.Tensor2D;
+  cache?: tf.Tensor[];
+  /** Consecutive accepted steps whose value and gradient came from a line's data, not from `evaluate`. */
+  lineSteps: number;
 }
 
-const dot = (a: tf.Tensor, b: tf.Tensor) => scalar(tf.tidy(() => tf.sum(tf.mul(a, b))));
+const sumProduct = (a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(a, b));
 
-function disposePoint(p: Point | undefined, keep?: Point): void {
-  if (p && p !== keep) {
-    p.x.dispose();
-    p.gradient.dispose();
-  }
+function disposeTrial(p: Trial | undefined, keep?: Trial): void {
+  if (p && p !== keep) tf.dispose([p.x, p.gradient, p.s, p.y, ...(p.cache ?? [])]);
 }
 
 /**
@@ -87,143 +159,266 @@ function disposePoint(p: Point | undefined, keep?: Point): void {
  * φ′(t) ≤ c₁φ′(0) satisfies the Armijo condition exactly: φ(t) − φ(0) = ∫₀ᵗ φ′ ≤ t φ′(t) ≤ c₁ t φ′(0). Steps
  * slightly past the minimiser (0 < φ′(t) ≤ c₃|φ′(0)|) are accepted when φ(t) ≤ φ(0) + c₁tφ′(0) + ε|φ(0)|: the
  * approximate-Wolfe rule of Hager & Zhang (2005), which keeps working where float32 values of J stop resolving
- * decreases but gradients still do. Returns `undefined` when no acceptable step is found.
+ * decreases but gradients still do. The first trial is given; every further one is one read (`at`). Returns no
+ * point when no acceptable step is found, or when the first trial shows that d is not a descent direction
+ * (`notDescent`).
  */
 async function lineSearch(
-  evaluate: (x: tf.Tensor2D) => Promise<Evaluation>,
-  start: Point,
-  direction: tf.Tensor2D,
-  firstStep: number,
-  counter: { evaluations: number },
-): Promise<Point | undefined> {
-  const c1 = 1e-4, c2 = 0.9, c3 = 0.8, epsilon = 1e-6, maxEvaluations = 40;
-  const s0 = -start.slope; // > 0
-  const at = async (step: number): Promise<Point> => {
-    const x = tf.tidy(() => tf.add(start.x, tf.mul(step, direction)) as tf.Tensor2D);
-    const e = await evaluate(x);
-    counter.evaluations++;
-    return { step, value: e.value, slope: await dot(e.gradient, direction), x, gradient: e.gradient };
-  };
-  let lo: Point = start; // φ′(lo) < −c₂ s0 (or t = 0)
-  let hi: Point | undefined; // φ′(hi) > 0 or rejected
-  let step = firstStep;
+  at: (step: number) => Promise<Trial>,
+  startValue: number,
+  first: Trial,
+): Promise<{ accepted?: Trial; notDescent: boolean }> {
+  const epsilon = 1e-6, maxEvaluations = 40;
+  let lo: Trial | undefined; // φ′(lo) < −c₂ s0 (undefined: t = 0)
+  let hi: Trial | undefined; // φ′(hi) > 0 or rejected
+  let step = first.step;
   for (let used = 0; used < maxEvaluations; used++) {
-    const p = await at(step);
+    const p = used === 0 ? first : await at(step);
+    const s0 = -p.startSlope;
+    if (!(s0 > 0)) {
+      disposeTrial(p);
+      disposeTrial(lo);
+      return { notDescent: true };
+    }
     const finite = Number.isFinite(p.value) && Number.isFinite(p.slope);
     const decrease = finite &&
-      (p.slope <= -c1 * s0 || p.value <= start.value - c1 * step * s0 + epsilon * Math.abs(start.value));
+      (p.slope <= -c1 * s0 || p.value <= startValue - c1 * step * s0 + epsilon * Math.abs(startValue));
     if (finite && decrease && p.slope >= -c2 * s0 && p.slope <= c3 * s0) {
-      disposePoint(lo, start);
-      disposePoint(hi);
-      return p;
+      disposeTrial(lo);
+      disposeTrial(hi);
+      return { accepted: p, notDescent: false };
     }
     if (finite && p.slope < -c2 * s0) {
-      disposePoint(lo, start);
+      disposeTrial(lo);
       lo = p;
     } else {
-      disposePoint(hi);
+      disposeTrial(hi);
       hi = p;
     }
+    const loStep = lo?.step ?? 0, loSlope = lo?.slope ?? -s0;
     if (!hi) {
       step *= 4;
     } else {
       // secant on φ′ (the root of the line through the bracket's slopes), kept in the inner 80% of the bracket
-      const width = hi.step - lo.step;
-      const secant = Number.isFinite(hi.slope) && hi.slope > lo.slope
-        ? lo.step - lo.slope * width / (hi.slope - lo.slope)
-        : lo.step + width / 2;
-      step = Math.min(Math.max(secant, lo.step + 0.1 * width), hi.step - 0.1 * width);
+      const width = hi.step - loStep;
+      const secant = Number.isFinite(hi.slope) && hi.slope > loSlope
+        ? loStep - loSlope * width / (hi.slope - loSlope)
+        : loStep + width / 2;
+      step = Math.min(Math.max(secant, loStep + 0.1 * width), hi.step - 0.1 * width);
       if (width <= 1e-12 * hi.step) break;
     }
   }
-  disposePoint(hi);
-  return lo === start ? undefined : lo; // φ′(lo) < 0: a certified decrease, curvature not reached
+  disposeTrial(hi);
+  return { accepted: lo, notDescent: false }; // φ′(lo) < 0: a certified decrease, curvature not reached
 }
 
-/** Minimises a smooth function from `x0` (not consumed) with L-BFGS; see the module JSDoc. */
+/** Minimises a smooth convex function from `x0` (not consumed) with L-BFGS; see the module JSDoc. */
 export async function minimizeLbfgs(
-  evaluate: (x: tf.Tensor2D) => Promise<Evaluation>,
+  objective: LbfgsObjective,
   x0: tf.Tensor2D,
   options: LbfgsOptions,
 ): Promise<LbfgsResult> {
   const m = options.memory ?? 20;
+  const tally: ReadTally = { reads: 0 };
+  const read = async (tensors: tf.Tensor[]) => {
+    const values = await readPacked(tensors, tally);
+    if (options.tally) options.tally.reads++;
+    return values;
+  };
+  let preconditioner = options.preconditioner;
+  let preconditionerDropped = false;
   const history: CurvaturePair[] = (options.initialHistory ?? []).slice(-m)
     .map((h) => ({ s: h.s.clone(), y: h.y.clone(), rho: h.rho }));
-  const counter = { evaluations: 1 };
-  const xStart = x0.clone();
-  const first = await evaluate(xStart);
-  let current: Point = { step: 0, value: first.value, slope: 0, x: xStart, gradient: first.gradient };
-  let gradNorm = Math.sqrt(await dot(current.gradient, current.gradient));
-  let iterations = 0;
-  let best = gradNorm, sinceBest = 0;
-  let stopReason: LbfgsResult["stopReason"] = "max iterations";
+  // γ = sᵀy / yᵀM⁻¹y of the newest pair, kept on the backend (no read)
+  const scaleOf = (pair: CurvaturePair): tf.Scalar =>
+    tf.tidy(() => {
+      const my = preconditioner ? preconditioner(pair.y) : pair.y;
+      return tf.div(sumProduct(pair.s, pair.y), sumProduct(pair.y, my)) as tf.Scalar;
+    });
+  let gamma: tf.Scalar | undefined = history.length ? scaleOf(history[history.length - 1]) : undefined;
   const clearHistory = () => {
     for (const h of history) tf.dispose([h.s, h.y]);
     history.length = 0;
+    gamma?.dispose();
+    gamma = undefined;
+  };
+  let evaluations = 1;
+  const xStart = x0.clone();
+  const first = objective.evaluate(xStart);
+  let current: Current = { value: 0, x: xStart, gradient: first.gradient, cache: first.cache, lineSteps: 0 };
+  const disposeCurrent = () => tf.dispose([current.x, current.gradient, ...(current.cache ?? [])]);
+  let gradNorm: number, gradTol: number, extras: Float32Array[];
+  try {
+    const norm = tf.tidy(() => tf.sum(tf.square(first.gradient)));
+    const [value, squared, ...rest] = await read([first.value, norm, ...(options.extras ?? [])]);
+    tf.dispose([norm, first.value]);
+    current.value = value[0];
+    gradNorm = Math.sqrt(squared[0]);
+    extras = rest;
+    gradTol = typeof options.gradTol === "function" ? await options.gradTol(extras) : options.gradTol;
+  } catch (error) {
+    clearHistory();
+    disposeCurrent();
+    first.value.dispose();
+    throw error;
+  }
+  let iterations = 0, skippedPairs = 0;
+  let best = gradNorm, sinceBest = 0;
+  let stopReason: LbfgsResult["stopReason"] = "max iterations";
+  // re-evaluates the current point with `evaluate` (one read), so that what is reported is not line data
+  const refresh = async () => {
+    const e = objective.evaluate(current.x);
+    evaluations++;
+    const stats = tf.tidy(() => tf.stack([e.value, tf.sum(tf.square(e.gradient))]));
+    const [v] = await read([stats]);
+    tf.dispose([stats, e.value, current.gradient, ...(current.cache ?? [])]);
+    current = { value: v[0], x: current.x, gradient: e.gradient, cache: e.cache, lineSteps: 0 };
+    gradNorm = Math.sqrt(v[1]);
   };
 
   while (true) {
     await yieldToEventLoop(); // Ctrl-C during long fits
-    if (gradNorm <= options.gradTol) {
+    if (gradNorm <= gradTol && current.lineSteps > maxLineSteps) await refresh(); // confirm on evaluated numbers
+    if (gradNorm <= gradTol) {
       stopReason = "gradient tolerance";
       break;
     }
     if (iterations >= options.maxIter) break;
-    // Two-loop recursion: direction = −H_k ∇J, all on the backend.
+    // Two-loop recursion: direction = −H_k ∇J with H₀ = γ M⁻¹, all on the backend; without history or
+    // preconditioner the first step is scaled to length 1 (Nocedal & Wright's 1/‖∇J‖).
+    const firstStep = history.length || preconditioner ? 1 : 1 / gradNorm;
     const direction = tf.tidy(() => {
-      let q: tf.Tensor = current.gradient;
+      let q: tf.Tensor2D = current.gradient;
       const coefficients: tf.Scalar[] = [];
       for (let i = history.length - 1; i >= 0; i--) {
-        const a = tf.mul(history[i].rho, tf.sum(tf.mul(history[i].s, q))) as tf.Scalar;
+        const a = tf.mul(history[i].rho, sumProduct(history[i].s, q)) as tf.Scalar;
         coefficients[i] = a;
         q = tf.sub(q, tf.mul(a, history[i].y));
       }
-      if (history.length > 0) {
-        const last = history[history.length - 1];
-        q = tf.mul(tf.div(tf.sum(tf.mul(last.s, last.y)), tf.sum(tf.mul(last.y, last.y))), q);
-      }
+      if (preconditioner) q = preconditioner(q);
+      if (gamma) q = tf.mul(gamma, q);
       for (let i = 0; i < history.length; i++) {
-        const b = tf.mul(history[i].rho, tf.sum(tf.mul(history[i].y, q)));
+        const b = tf.mul(history[i].rho, sumProduct(history[i].y, q));
         q = tf.add(q, tf.mul(tf.sub(coefficients[i], b), history[i].s));
       }
-      return tf.neg(q) as tf.Tensor2D;
+      return tf.mul(-firstStep, q) as tf.Tensor2D;
     });
-    current.step = 0;
-    current.slope = await dot(current.gradient, direction);
-    let next: Point | undefined;
-    if (current.slope < 0) {
-      next = await lineSearch(evaluate, current, direction, history.length ? 1 : 1 / gradNorm, counter);
-    }
+    const start = current;
+    // one read of everything the line search and the history need about the point x + t·d
+    const complete = async (
+      step: number | tf.Scalar,
+      e: DeviceEvaluation,
+      x: tf.Tensor2D,
+    ): Promise<Trial> => {
+      evaluations++;
+      const { s, y, stats } = tf.tidy(() => {
+        const s = tf.sub(x, start.x) as tf.Tensor2D;
+        const y = tf.sub(e.gradient, start.gradient) as tf.Tensor2D;
+        const stats = tf.stack([
+          e.value,
+          sumProduct(e.gradient, direction),
+          tf.sum(tf.square(e.gradient)),
+          sumProduct(start.gradient, direction),
+          sumProduct(s, y),
+          tf.sum(tf.square(y)),
+          tf.sum(tf.square(s)),
+          typeof step === "number" ? tf.scalar(step) : step,
+        ]);
+        return { s, y, stats };
+      });
+      const [v] = await read([stats]);
+      tf.dispose([stats, e.value]);
+      return {
+        step: typeof step === "number" ? step : v[7],
+        value: v[0],
+        slope: v[1],
+        gradSquared: v[2],
+        startSlope: v[3],
+        sy: v[4],
+        yy: v[5],
+        ss: v[6],
+        x,
+        gradient: e.gradient,
+        cache: e.cache,
+        fresh: typeof step === "number",
+        s,
+        y,
+      };
+    };
+    const at = (step: number): Promise<Trial> => {
+      const x = tf.tidy(() => tf.add(start.x, tf.mul(step, direction)) as tf.Tensor2D);
+      return complete(step, objective.evaluate(x), x);
+    };
+    let firstTrial: Trial;
+    if (objective.line && start.cache) {
+      // the first trial, chosen on the device from φ′(1) (module JSDoc)
+      const line = objective.line(start.x, start.cache, direction);
+      const step = tf.tidy(() => {
+        const s0 = tf.neg(sumProduct(start.gradient, direction)); // −φ′(0)
+        const slope = line.slopeAtUnit;
+        const unit = tf.logicalAnd(
+          tf.greaterEqual(slope, tf.mul(-c2, s0)),
+          tf.lessEqual(slope, tf.mul(c3, s0)),
+        );
+        const secant = tf.clipByValue(tf.div(s0, tf.add(s0, slope)), 0.1, 4);
+        return tf.where(unit, 1, tf.where(tf.isFinite(secant), secant, 0.25)) as tf.Scalar;
+      });
+      const x = tf.tidy(() => tf.add(start.x, tf.mul(step, direction)) as tf.Tensor2D);
+      firstTrial = await complete(step, line.at(step, x), x);
+      tf.dispose(step);
+      line.dispose();
+    } else firstTrial = await at(1);
+    const { accepted: next, notDescent } = await lineSearch(at, current.value, firstTrial);
     direction.dispose();
     if (!next && history.length > 0) {
-      clearHistory(); // a stale curvature model: retry once along steepest descent
+      clearHistory(); // a stale curvature model: retry once along the (preconditioned) steepest descent
+      continue;
+    }
+    if (!next && notDescent && preconditioner) {
+      preconditioner = undefined; // M⁻¹ is not positive definite: go on without it
+      preconditionerDropped = true;
       continue;
     }
     if (!next) {
       stopReason = "precision floor";
       break;
     }
-    const s = tf.sub(next.x, current.x) as tf.Tensor2D;
-    const y = tf.sub(next.gradient, current.gradient) as tf.Tensor2D;
-    const sy = await dot(s, y);
-    if (sy > 1e-10 * Math.sqrt(await dot(y, y)) * Math.sqrt(await dot(s, s))) {
-      history.push({ s, y, rho: 1 / sy });
+    if (next.sy > 1e-10 * Math.sqrt(next.yy) * Math.sqrt(next.ss)) {
+      const pair = { s: next.s, y: next.y, rho: 1 / next.sy };
+      history.push(pair);
       if (history.length > m) {
         const old = history.shift()!;
         tf.dispose([old.s, old.y]);
       }
-    } else tf.dispose([s, y]);
-    disposePoint(current);
-    current = next;
-    gradNorm = Math.sqrt(await dot(current.gradient, current.gradient));
+      gamma?.dispose();
+      gamma = scaleOf(pair);
+    } else {
+      skippedPairs++;
+      tf.dispose([next.s, next.y]);
+    }
+    disposeCurrent();
+    current = {
+      value: next.value,
+      x: next.x,
+      gradient: next.gradient,
+      cache: next.cache,
+      lineSteps: next.fresh ? 0 : current.lineSteps + 1,
+    };
+    gradNorm = Math.sqrt(next.gradSquared);
     iterations++;
     options.onIteration?.(iterations, current.value, gradNorm);
     if (gradNorm < best) [best, sinceBest] = [gradNorm, 0];
-    else if (++sinceBest >= (options.stallIterations ?? 25) && gradNorm > options.gradTol) {
+    else if (++sinceBest >= (options.stallIterations ?? 25) && gradNorm > gradTol) {
       stopReason = "precision floor";
       break;
     }
   }
+  if (current.lineSteps > maxLineSteps) {
+    await refresh();
+    if (gradNorm <= gradTol) stopReason = "gradient tolerance";
+  }
+  gamma?.dispose();
+  tf.dispose(current.cache ?? []);
   return {
     history,
     x: current.x,
@@ -231,7 +426,11 @@ export async function minimizeLbfgs(
     gradient: current.gradient,
     gradNorm,
     iterations,
-    evaluations: counter.evaluations,
+    evaluations,
+    reads: tally.reads,
+    extras,
+    skippedPairs,
+    preconditionerDropped,
     stopReason,
   };
 }

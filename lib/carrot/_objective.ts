@@ -64,24 +64,89 @@ export function residualOuter(residual: tf.Tensor2D, features: tf.Tensor2D): tf.
   );
 }
 
-/** J(W; α) as a scalar tensor and ∇J `[K, d+1]`. */
-export function objectiveAndGradient(
+/**
+ * J(W; α) and ∇J at W from its logits z = W[x; 1] `[n, K]` (not consumed): the shared tail of every
+ * evaluation, in few passes over [n, K] — one softmax kernel, and ℓ_i = lse_i − z_{i,y_i} with
+ * lse_i = max_k z_ik − log max_k p_ik (the largest probability is exp(max z − lse) ≥ 1/K, so its log is safe).
+ */
+function objectiveFromLogits(
   problem: HeadProblem,
   weights: tf.Tensor2D,
+  z: tf.Tensor2D,
 ): { value: tf.Scalar; gradient: tf.Tensor2D } {
   return tf.tidy(() => {
-    const z = logits(weights, problem.features);
-    const logP = tf.logSoftmax(z);
-    const loss = tf.neg(tf.sum(tf.mul(problem.oneHot, logP), 1, true)); // [n, 1]
+    const p = tf.softmax(z);
+    const logSumExp = tf.sub(tf.max(z, 1, true), tf.log(tf.max(p, 1, true)));
+    const loss = tf.sub(logSumExp, tf.sum(tf.mul(problem.oneHot, z), 1, true)); // [n, 1]
     const regulariser = tf.mul(0.5 * problem.lambda, tf.sum(tf.square(weights)));
     const value = tf.add(tf.sum(tf.mul(problem.alpha, loss)), regulariser) as tf.Scalar;
-    const residual = tf.mul(problem.alpha, tf.sub(tf.exp(logP), problem.oneHot)) as tf.Tensor2D;
+    const residual = tf.mul(problem.alpha, tf.sub(p, problem.oneHot)) as tf.Tensor2D;
     const gradient = tf.add(
       residualOuter(residual, problem.features),
       tf.mul(problem.lambda, weights),
     ) as tf.Tensor2D;
     return { value, gradient };
   });
+}
+
+/** J(W; α) as a scalar tensor and ∇J `[K, d+1]`. */
+export function objectiveAndGradient(
+  problem: HeadProblem,
+  weights: tf.Tensor2D,
+): { value: tf.Scalar; gradient: tf.Tensor2D } {
+  return tf.tidy(() => objectiveFromLogits(problem, weights, logits(weights, problem.features)));
+}
+
+/** An evaluation that keeps its logits z = W[x; 1] `[n, K]` as `cache` = [z] for the line search (owned by the caller). */
+export interface LogitEvaluation {
+  value: tf.Scalar;
+  gradient: tf.Tensor2D;
+  /** [z]. */
+  cache: tf.Tensor2D[];
+}
+
+/** `objectiveAndGradient` that also returns the logits. */
+export function evaluateWithLogits(problem: HeadProblem, weights: tf.Tensor2D): LogitEvaluation {
+  return tf.tidy(() => {
+    const z = logits(weights, problem.features);
+    const { value, gradient } = objectiveFromLogits(problem, weights, z);
+    return { value, gradient, cache: [z] };
+  });
+}
+
+/**
+ * The line W + t·D from a point with logits z₀, for the line search of `minimizeLbfgs`. Logits are affine in W, so
+ * one product z_D = D[x; 1] gives them on the whole line, z(t) = z₀ + t·z_D, and `at(t, W + tD)` for a scalar tensor
+ * t is a full evaluation without a forward product. `slopeAtUnit` = φ′(1) = ∇J(W + D)ᵀD =
+ * Σ_i α_i (p_i(1) − e_{y_i})ᵀ z_{D,i} + λ⟨W + D, D⟩ costs O(nK) beyond z_D. (z_D is computed, not taken as a
+ * difference of logits: near the optimum D is tiny and z₁ − z₀ would be all rounding.)
+ */
+export function lineThrough(
+  problem: HeadProblem,
+  weights: tf.Tensor2D,
+  start: tf.Tensor2D[],
+  direction: tf.Tensor2D,
+): { slopeAtUnit: tf.Scalar; at(t: tf.Scalar, point: tf.Tensor2D): LogitEvaluation; dispose(): void } {
+  const [startLogits] = start;
+  const [directionLogits, slopeAtUnit] = tf.tidy(() => {
+    const zd = logits(direction, problem.features);
+    const residual = tf.mul(problem.alpha, tf.sub(tf.softmax(tf.add(startLogits, zd)), problem.oneHot));
+    const slope = tf.add(
+      tf.sum(tf.mul(residual, zd)),
+      tf.mul(problem.lambda, tf.sum(tf.mul(tf.add(weights, direction), direction))),
+    ) as tf.Scalar;
+    return [zd, slope] as const;
+  });
+  return {
+    slopeAtUnit,
+    at: (t, point) =>
+      tf.tidy(() => {
+        const z = tf.add(startLogits, tf.mul(t, directionLogits)) as tf.Tensor2D;
+        const { value, gradient } = objectiveFromLogits(problem, point, z);
+        return { value, gradient, cache: [z] };
+      }),
+    dispose: () => tf.dispose([directionLogits, slopeAtUnit]),
+  };
 }
 
 /** ∇J at W = 0 (p_i uniform), the scale the relative stopping criterion is measured against. */

@@ -23,6 +23,7 @@ import {
 import { type TrakOptions, trakScores } from "./trak.ts";
 import { knnCosineScores } from "./knn.ts";
 import { Random } from "../random.ts";
+import { readValues } from "./_reads.ts";
 
 /** The attribution methods CARROT compares. */
 export type AttributionMethod =
@@ -46,7 +47,7 @@ export interface AttributionOptions {
 }
 
 async function read(t: tf.Tensor): Promise<Float32Array> {
-  const out = (await t.data()) as Float32Array;
+  const out = (await readValues(t)) as Float32Array;
   t.dispose();
   return out;
 }

@@ -64,6 +64,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { LabeledFeatures } from "./labeled_features.ts";
 import { type HeadFit, headProbabilities } from "./head.ts";
+import { readPacked } from "./_reads.ts";
 
 /** R(α) and ∂R/∂α `[n]`. */
 export interface Consistency {
@@ -149,7 +150,7 @@ export async function consistencyFromKernel(
   const out = form === "own-class"
     ? ownClass(b, alpha, valLabels, numClasses, options.trainLabels)
     : pairwise(b, alpha, valLabels, numClasses, form === "pairwise-cosine");
-  const [value, gradient] = await Promise.all([out.value.data(), out.gradient.data()]);
+  const [value, gradient] = await readPacked([out.value, out.gradient]);
   tf.dispose([out.value, out.gradient]);
   return { value: value[0], gradient: gradient as Float32Array };
 }

@@ -40,6 +40,7 @@ import { type ConsistencyOptions, consistencyRegularizer } from "./consistency.t
 import { constrainedStep, effectiveSampleSizes } from "./reweight.ts";
 import { Random } from "../random.ts";
 import { selectRows } from "../split.ts";
+import { readValues } from "./_reads.ts";
 
 /** How the held-out points of a fold are weighted in L_cf (see the module JSDoc). */
 export type HeldOutWeighting = "uniform" | "self";
@@ -194,7 +195,7 @@ async function pointLosses(fit: HeadFit, data: LabeledFeatures): Promise<Float32
       ),
     )
   );
-  const values = (await losses.data()) as Float32Array;
+  const values = (await readValues(losses)) as Float32Array;
   losses.dispose();
   return values;
 }

@@ -19,6 +19,7 @@ import { selfInfluence, validationAlphaGradient } from "./influence.ts";
 import { evaluateHead, type Metrics } from "./metrics.ts";
 import { Random } from "../random.ts";
 import { rank } from "../stats.ts";
+import { readValues } from "./_reads.ts";
 
 /** The suspect rankings. */
 export type SuspectRanking = "harmfulness" | "self-influence" | "representer" | "loss" | "random";
@@ -48,7 +49,7 @@ export async function rankSuspects(
     const p = headProbabilities(fit, train.features);
     return tf.sum(tf.mul(p, tf.oneHot(tf.tensor1d(train.labels, "int32"), fit.numClasses)), 1);
   });
-  const pOwn = (await own.data()) as Float32Array;
+  const pOwn = (await readValues(own)) as Float32Array;
   own.dispose();
   for (
     const ranking of options.rankings ?? ["harmfulness", "self-influence", "representer", "loss", "random"]

@@ -35,6 +35,7 @@ import { tuneLambda } from "./lambda.ts";
 import { evaluateHead, type Metrics } from "./metrics.ts";
 import { logits } from "./_objective.ts";
 import { meanStd } from "../stats.ts";
+import { readValues } from "./_reads.ts";
 
 /** The methods of the experiment (see the module JSDoc). */
 export type ExperimentMethod =
@@ -169,7 +170,7 @@ async function smallLossAlpha(erm: HeadFit, train: LabeledFeatures): Promise<Flo
       1,
     )
   );
-  const own = await p.data();
+  const own = await readValues(p);
   p.dispose();
   return lossTrimAlpha(Float64Array.from(own, (q) => -Math.log(q)), train.labels, 0.2);
 }
@@ -184,7 +185,7 @@ async function l2rwAlpha(erm: HeadFit, train: LabeledFeatures, val: LabeledFeatu
     );
     return tf.sum(tf.mul(residual, logits(gradient, train.features)), 1); // ∇ℓ_i · ∇L_val
   });
-  const values = await dots.data();
+  const values = await readValues(dots);
   tf.dispose([dots, gradient, loss]);
   const alpha = Float32Array.from(values, (v) => Math.max(0, v));
   for (let c = 0; c < erm.numClasses; c++) {

@@ -15,6 +15,7 @@ import { disposeHead, fitHead, type HeadFit, headLogits } from "./head.ts";
 import { type AttributionMethod, type AttributionOptions, attributionScores } from "./attribution.ts";
 import { selectRows } from "../split.ts";
 import { Random } from "../random.ts";
+import { readValues } from "./_reads.ts";
 
 /** Options of `faithfulness`. */
 export interface FaithfulnessOptions extends AttributionOptions {
@@ -53,7 +54,7 @@ export interface FaithfulnessRow {
 /** Per test point: predicted class, margin, probabilities. */
 async function predictionsAt(fit: HeadFit, features: tf.Tensor2D) {
   const z = headLogits(fit, features);
-  const values = (await z.data()) as Float32Array;
+  const values = (await readValues(z)) as Float32Array;
   z.dispose();
   const k = fit.numClasses, t = values.length / k;
   return Array.from({ length: t }, (_, j) => {

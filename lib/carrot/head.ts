@@ -10,13 +10,16 @@ import * as tf from "@tensorflow/tfjs";
 import { checkFinite, checkLabels, inferNumClasses, type LabeledFeatures } from "./labeled_features.ts";
 import {
   disposeProblem,
+  evaluateWithLogits,
   gradientAtZero,
   type HeadProblem,
+  lineThrough,
   logits,
   makeProblem,
-  objectiveAndGradient,
 } from "./_objective.ts";
-import { type CurvaturePair, minimizeLbfgs } from "./_lbfgs.ts";
+import { type CurvaturePair, type LbfgsObjective, minimizeLbfgs } from "./_lbfgs.ts";
+import { type HeadPreconditioner, hessianAtZeroInverse } from "./_precondition.ts";
+import { readScalar, type ReadTally } from "./_reads.ts";
 
 /** Options of `fitHead`. */
 export interface FitHeadOptions {
@@ -37,6 +40,14 @@ export interface FitHeadOptions {
   init?: tf.Tensor2D | HeadFit;
   /** L-BFGS history length (default 20). */
   memory?: number;
+  /**
+   * "ekfac": preconditioned L-BFGS with H₀ = γ H(0)⁻¹, the exact inverse Hessian at W = 0, which is where the EK-FAC
+   * of `kroneckerInverse` is exact: H(0)⁻¹V = 1v̄ᵀ/λ + (V − 1v̄ᵀ)(C/K + λI)⁻¹, C = Σ α_i h_i h_iᵀ
+   * (`_precondition.ts`; one (d+1)² Cholesky and one read per fit, one [K, d+1]·[d+1, d+1] product per
+   * iteration). It pays where the features' scale and correlations make H ill-conditioned (raw pixels, a shared
+   * offset); "none" (default): H₀ = γI.
+   */
+  preconditioner?: "none" | "ekfac";
   /** Called after every iteration with J and ‖∇J‖_F. */
   onIteration?: (iteration: number, loss: number, gradNorm: number) => void;
 }
@@ -64,6 +75,15 @@ export interface HeadFit {
   iterations: number;
   /** Objective and gradient evaluations, line search included. */
   evaluations: number;
+  /**
+   * GPU→CPU reads of the fit (`_reads.ts`): one per line-search trial (≈ one per iteration), one at the start
+   * (J, ‖∇J‖, ‖∇J(0)‖ and the finiteness of X together) and one for the preconditioner's C.
+   */
+  reads: number;
+  /** L-BFGS curvature pairs skipped because sᵀy ≤ 1e-10‖s‖‖y‖ (curvature not positive in float32). */
+  skippedPairs: number;
+  /** The preconditioner used: "ekfac" as asked, or "none" (asked, or dropped when it gave no descent direction). */
+  preconditioner: "none" | "ekfac";
   /** True only when relativeGradNorm ≤ tol was reached. */
   converged: boolean;
   /** Why the solver stopped: the tolerance, the iteration cap, or the float32 precision floor. */
@@ -102,47 +122,59 @@ function checkOptions(
   return { alpha: Float32Array.from(alpha), numClasses };
 }
 
-async function scalarOf(t: tf.Tensor): Promise<number> {
-  const v = (await t.data())[0];
-  t.dispose();
-  return v;
-}
-
-/** ‖T‖_F read back as a number; the tensor is not consumed. */
-export async function frobeniusNorm(t: tf.Tensor): Promise<number> {
-  return Math.sqrt(await scalarOf(tf.tidy(() => tf.sum(tf.square(t)))));
+/** ‖T‖_F read back as a number (one counted read); the tensor is not consumed. */
+export async function frobeniusNorm(t: tf.Tensor, tally?: ReadTally): Promise<number> {
+  const squared = tf.tidy(() => tf.sum(tf.square(t)));
+  const value = await readScalar(squared, tally);
+  squared.dispose();
+  return Math.sqrt(value);
 }
 
 /**
- * Fits the head by L-BFGS with a strong-Wolfe line search (full batch, all arithmetic in tfjs ops on the active
- * backend) until ‖∇J‖_F ≤ tol·‖∇J(0)‖_F. Where float32 cannot get there, it stops at its floor and returns
- * `converged: false` with the value reached. Throws `RangeError` on bad labels, lengths, α, λ or non-finite
- * features (naming the first bad row).
+ * Fits the head by L-BFGS with a Wolfe line search (full batch, all arithmetic in tfjs ops on the active backend,
+ * one packed read per line-search trial) until ‖∇J‖_F ≤ tol·‖∇J(0)‖_F. Where float32 cannot get there, it stops
+ * at its floor and returns `converged: false` with the value reached. Throws `RangeError` on bad labels, lengths,
+ * α, λ or non-finite features (naming the first bad row).
  */
 export async function fitHead(train: LabeledFeatures, options: FitHeadOptions): Promise<HeadFit> {
   const { alpha, numClasses } = checkOptions(train, options);
-  await checkFinite(train.features, "fitHead");
   const tol = options.tol ?? 1e-6;
+  const tally: ReadTally = { reads: 0 };
   const problem = makeProblem(train.features, train.labels, alpha, numClasses, options.lambda);
+  const extras = tf.tidy(() => [tf.sum(tf.square(gradientAtZero(problem))), tf.sum(train.features)]);
+  let preconditioner: HeadPreconditioner | undefined;
   try {
-    const atZero = gradientAtZero(problem);
-    const scale = await frobeniusNorm(atZero);
-    atZero.dispose();
-    const evaluate = async (w: tf.Tensor2D) => {
-      const { value, gradient } = objectiveAndGradient(problem, w);
-      return { value: await scalarOf(value), gradient };
-    };
+    if (options.preconditioner === "ekfac") {
+      preconditioner = await hessianAtZeroInverse(problem, tally).catch(async (error) => {
+        await checkFinite(train.features, "fitHead"); // a NaN or Inf in X is the likely cause: name its row
+        throw error;
+      });
+    }
     const previous = options.init && "weights" in options.init ? options.init : undefined;
     const w0 = previous?.weights ?? (options.init as tf.Tensor2D | undefined) ??
       tf.zeros([numClasses, train.features.shape[1] + 1]) as tf.Tensor2D;
-    const result = await minimizeLbfgs(evaluate, w0, {
-      gradTol: tol * scale,
+    let scale = 0;
+    const objective: LbfgsObjective = {
+      evaluate: (w) => evaluateWithLogits(problem, w),
+      line: (w, cache, direction) => lineThrough(problem, w, cache as tf.Tensor2D[], direction),
+    };
+    const result = await minimizeLbfgs(objective, w0, {
+      // ‖∇J(0)‖² and Σ X come with the first read; a non-finite sum means a NaN or Inf in X (or an overflow)
+      gradTol: async ([scaleSquared, sum]) => {
+        if (!Number.isFinite(sum[0])) await checkFinite(train.features, "fitHead");
+        scale = Math.sqrt(scaleSquared[0]);
+        return tol * scale;
+      },
+      extras,
+      tally,
       maxIter: options.maxIter ?? 1000,
       memory: options.memory,
       initialHistory: previous?.curvature,
+      preconditioner: preconditioner && ((v) => preconditioner!.apply(v)),
       onIteration: options.onIteration,
+    }).finally(() => {
+      if (!options.init) w0.dispose();
     });
-    if (!options.init) w0.dispose();
     result.gradient.dispose();
     const relativeGradNorm = scale > 0 ? result.gradNorm / scale : 0;
     return {
@@ -155,11 +187,16 @@ export async function fitHead(train: LabeledFeatures, options: FitHeadOptions): 
       loss: result.value,
       iterations: result.iterations,
       evaluations: result.evaluations,
+      reads: tally.reads,
+      skippedPairs: result.skippedPairs,
+      preconditioner: preconditioner && !result.preconditionerDropped ? "ekfac" : "none",
       converged: relativeGradNorm <= tol,
       stopReason: result.stopReason,
       curvature: result.history,
     };
   } finally {
+    tf.dispose(extras);
+    preconditioner?.dispose();
     disposeProblem(problem);
   }
 }

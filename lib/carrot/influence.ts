@@ -23,8 +23,15 @@ import {
   logits,
   residualOuter,
 } from "./_objective.ts";
-import { blockConjugateGradient } from "./_cg.ts";
+import { blockConjugateGradient, type CgResult } from "./_cg.ts";
+import { readPacked, readValues } from "./_reads.ts";
 import { choleskySolve, symmetricEigen } from "./_linalg.ts";
+import {
+  chooseHessianSolver,
+  type DirectSolverOptions,
+  type InfluenceMethod,
+  type SolverReport,
+} from "./direct.ts";
 
 /** The Hessian of the fit on its training split as an operator: H V for V `[b, K, d+1]`. */
 export interface HessianOperator {
@@ -138,6 +145,14 @@ export interface AlphaGradientOptions {
   solver?: "cg" | "exact" | "ekfac" | "identity";
   /** Weights w `[m]` of the validation points: L_val = Σ_j w_j ℓ_j / Σ_j w_j (default the plain mean). */
   valWeights?: Float32Array;
+  /**
+   * Solver "cg" only: "ekfac" runs preconditioned CG with M⁻¹ = the EK-FAC inverse of `kroneckerInverse` (built
+   * once: two eigendecompositions, (d+1)×(d+1) and K×K, on the CPU). It cuts iterations where H is close to a
+   * Kronecker product (few classes, correlated raw features: 304 → 88 on the MNIST-shaped problem) and can add
+   * some where class curvature is local (CUB-sized preset: 34 → 44); a preconditioner that breaks CG is dropped
+   * (see `cgPreconditioner`). Default "none".
+   */
+  preconditioner?: "none" | "ekfac";
 }
 
 /** g = ∂L_val/∂α with the solver's diagnostics. */
@@ -146,14 +161,21 @@ export interface AlphaGradientResult {
   gradient: Float32Array;
   /** L_val(W*) = mean_j CE(W* h_j, y_j), unweighted. */
   valLoss: number;
-  /** CG iterations taken (0 for the direct solvers). */
+  /** CG iterations run (convergence is read every 4, so up to 3 past it; 0 for the direct solvers). */
   cgIterations: number;
   /** ‖H s − ∇L_val‖ / ‖∇L_val‖ at the end of CG (0 for the exact solver, NaN for EK-FAC: not measured). */
   cgResidual: number;
   /** The relative residual after each CG iteration. */
   residualHistory: number[];
-  /** Ritz estimates of λ_min(H), λ_max(H) from the CG coefficients (λ_min ≥ λ in exact arithmetic). */
+  /**
+   * Ritz estimates of λ_min(H), λ_max(H) from the CG coefficients (λ_min ≥ λ in exact arithmetic); of M⁻¹H when
+   * the solve ended preconditioned.
+   */
   eigenvalueEstimates: { min: number; max: number };
+  /** GPU→CPU reads of the CG solve (one per `checkEvery` = 4 iterations; 0 for the direct solvers). */
+  cgReads: number;
+  /** Whether CG was preconditioned, and why the preconditioner was dropped if it was (`CgResult.preconditioner`). */
+  cgPreconditioner: CgResult["preconditioner"];
   /** δ used. */
   damping: number;
   /** −α_i g_i: the first-order prediction of L_val(α with α_i = 0) − L_val(α). */
@@ -201,6 +223,8 @@ async function solveHessian(
     relativeResiduals: new Float64Array(rhs.shape[0]).fill(relativeResidual),
     residualHistory: [] as number[],
     eigenvalueEstimates: { min: NaN, max: NaN },
+    reads: 0,
+    preconditioner: { used: false },
   });
   if (options.solver === "identity") {
     return direct(tf.div(rhs, fit.lambda + (options.damping ?? 0)) as tf.Tensor3D, NaN);
@@ -214,10 +238,10 @@ async function solveHessian(
   if (options.solver === "exact") {
     const dense = exactHessian(fit, train);
     const size = dense.shape[0], b = rhs.shape[0];
-    const a = Float64Array.from(await dense.data());
+    const a = Float64Array.from(await readValues(dense));
     dense.dispose();
     for (let q = 0; q < size; q++) a[q * size + q] += options.damping ?? 0;
-    const right = await rhs.data();
+    const right = await readValues(rhs);
     const flat = new Float64Array(size * b); // [size, b]
     for (let j = 0; j < b; j++) for (let q = 0; q < size; q++) flat[q * b + j] = right[j * size + q];
     const x = choleskySolve(a, size, flat, b);
@@ -225,10 +249,16 @@ async function solveHessian(
     for (let j = 0; j < b; j++) for (let q = 0; q < size; q++) solution[j * size + q] = x[q * b + j];
     return direct(tf.tensor3d(solution, rhs.shape), 0);
   }
-  return await blockConjugateGradient((v) => operator.apply(v as tf.Tensor3D), rhs, {
-    tol: options.tol ?? 1e-6,
-    maxIter: options.maxIter,
-  });
+  const preconditioner = options.preconditioner === "ekfac" ? await kroneckerInverse(fit, train) : undefined;
+  try {
+    return await blockConjugateGradient((v) => operator.apply(v as tf.Tensor3D), rhs, {
+      tol: options.tol ?? 1e-6,
+      maxIter: options.maxIter,
+      preconditioner: preconditioner && ((v) => preconditioner.apply(v as tf.Tensor3D)),
+    });
+  } finally {
+    preconditioner?.dispose();
+  }
 }
 
 /**
@@ -257,16 +287,18 @@ export async function validationAlphaGradient(
       return tf.neg(tf.sum(tf.mul(residual, logits(s, train.features)), 1));
     });
     solved.solution.dispose();
-    const gradient = (await g.data()) as Float32Array;
+    const [gradient, lossValue] = await readPacked([g, loss]);
     g.dispose();
     const alpha = fit.alpha;
     return {
       gradient,
-      valLoss: (await loss.data())[0],
+      valLoss: lossValue[0],
       cgIterations: solved.iterations,
       cgResidual: solved.relativeResiduals[0],
       residualHistory: solved.residualHistory,
       eigenvalueEstimates: solved.eigenvalueEstimates,
+      cgReads: solved.reads,
+      cgPreconditioner: solved.preconditioner,
       damping,
       predictedLooChange: (i: number) => -alpha[i] * gradient[i],
     };
@@ -292,17 +324,36 @@ export interface TestInfluenceOptions {
   topK?: number;
   /**
    * "exact": block-CG over test points, per block of b points one CG solve (H S_x = ∇ℓ_x, each iteration one
-   * batched HVP, O(n K d b)) then scoring O(n K d b). "ekfac": eigenvalue-corrected Kronecker factorisation
-   * H ≈ (Q_A ⊗ Q_C) Λ (Q_A ⊗ Q_C)ᵀ + λI — two eigendecompositions (K×K, (d+1)×(d+1)) once, then each
-   * inverse-HVP is two small products per test point. Default "exact".
+   * batched HVP, O(n K d b)) then scoring O(n K d b). "direct": H assembled and Cholesky-factored once
+   * (`factorHessian` of `direct.ts`: O(n K² d² + K³ d³/3), memory ≈ 2 K² d² bytes), then per block two triangular
+   * solves O(K² d² b) plus iterative refinement to `tol`; exact like "exact", cheaper when many points share H.
+   * "auto": "direct" when K(d+1) ≤ `direct.maxSize` (default 16384) and the factor fits `direct.memoryBudget`,
+   * else "exact". "direct" and "auto" fall back to "exact" when the budget is exceeded or H is not positive
+   * definite in float32; `onSolver` says which ran and why. "ekfac": eigenvalue-corrected Kronecker
+   * factorisation H ≈ (Q_A ⊗ Q_C) Λ (Q_A ⊗ Q_C)ᵀ + λI — two eigendecompositions (K×K, (d+1)×(d+1)) once, then
+   * each inverse-HVP is two small products per test point. Default "exact".
    */
-  method?: "exact" | "ekfac";
+  method?: InfluenceMethod;
+  /** Options of the direct path ("direct", "auto"): memory budget, size threshold, tiles, refinement. */
+  direct?: DirectSolverOptions;
+  /** Called once, after the last block, with the solver used, why, and (direct path) its final diagnostics. */
+  onSolver?: (report: SolverReport) => void;
   /** Test points per block (default min(64, 2^24 / (n K)): intermediates stay ≤ 64 MiB). */
   blockSize?: number;
-  /** CG tolerance and cap (exact method). */
+  /**
+   * Relative residual ‖H S_x − ∇ℓ_x‖ ≤ tol ‖∇ℓ_x‖: the CG tolerance (exact method, default 1e-6) and the
+   * refinement target of the direct path (default 1e-5, see `DirectSolverOptions.tol`).
+   */
   tol?: number;
   /** CG iteration cap (exact method). */
   maxIter?: number;
+  /**
+   * Block CG only: "ekfac" preconditions it with the EK-FAC inverse of `kroneckerInverse`, built once per call
+   * (see `AlphaGradientOptions.preconditioner` for when that pays). Default "none".
+   */
+  preconditioner?: "none" | "ekfac";
+  /** Called after each block-CG solve with its diagnostics (iterations, reads, residuals, preconditioner). */
+  onCgSolve?: (diagnostics: Omit<CgResult, "solution">) => void;
   /** Receives each block's full score matrix I `[n, b]` (row-major, train-major), e.g. to stream it to disk. */
   onBlock?: (start: number, scores: Float32Array, blockSize: number) => void | Promise<void>;
   /** Called after each block with (test points done, test points). */
@@ -338,8 +389,9 @@ export async function kroneckerInverse(fit: HeadFit, train: LabeledFeatures): Pr
     const h = tf.concat([train.features, tf.ones([n, 1])], 1);
     return [a, tf.matMul(tf.mul(alpha, h).transpose(), h)];
   });
-  const eigenA = symmetricEigen(Float64Array.from(await aFactor.data()), k);
-  const eigenC = symmetricEigen(Float64Array.from(await cFactor.data()), width);
+  const [aValues, cValues] = await readPacked([aFactor, cFactor]);
+  const eigenA = symmetricEigen(Float64Array.from(aValues), k);
+  const eigenC = symmetricEigen(Float64Array.from(cValues), width);
   tf.dispose([aFactor, cFactor]);
   const qa = tf.tensor2d(Float32Array.from(eigenA.vectors), [k, k]);
   const qc = tf.tensor2d(Float32Array.from(eigenC.vectors), [width, width]);
@@ -407,19 +459,35 @@ function lossGradients(fit: HeadFit, block: LabeledFeatures) {
 
 /**
  * The H⁻¹ V solver of `testInfluence` and `selfInfluence` over blocks of `points` (rows `start … start + b`):
- * EK-FAC or block CG, with the default block size min(64, 2^24 / (n K)) — ≤ 64 MiB per [n, b, K] intermediate,
- * beyond which WASM's heap and WebGPU's 128 MiB binding limit fail.
+ * EK-FAC, the direct factor or block CG (`chooseHessianSolver` picks for "auto" and "direct"), with the default
+ * block size min(64, 2^24 / (n K)) — ≤ 64 MiB per [n, b, K] intermediate, beyond which WASM's heap and WebGPU's
+ * 128 MiB binding limit fail.
  */
 async function blockSolver(
   fit: HeadFit,
   train: LabeledFeatures,
-  options: Pick<TestInfluenceOptions, "method" | "blockSize" | "tol" | "maxIter">,
+  options: Pick<
+    TestInfluenceOptions,
+    "method" | "blockSize" | "tol" | "maxIter" | "direct" | "preconditioner" | "onCgSolve"
+  >,
 ) {
   const n = train.features.shape[0], k = fit.numClasses;
   const operator = hessianOperator(fit, train);
   const approximation = options.method === "ekfac" ? await kroneckerInverse(fit, train) : undefined;
+  const chosen = await chooseHessianSolver(fit, train, options.method ?? "exact", {
+    tol: options.tol,
+    ...options.direct,
+  }).catch((error) => {
+    operator.dispose();
+    approximation?.dispose();
+    throw error;
+  });
+  const preconditioner = options.preconditioner === "ekfac" && !approximation && !chosen.factor
+    ? await kroneckerInverse(fit, train)
+    : undefined;
   return {
     operator,
+    report: chosen.report,
     blockSize: options.blockSize ?? Math.max(1, Math.min(64, Math.floor(2 ** 24 / (n * k)))),
     block: (points: LabeledFeatures, start: number, b: number): LabeledFeatures => ({
       features: tf.tidy(() => points.features.slice([start, 0], [b, -1])),
@@ -428,15 +496,24 @@ async function blockSolver(
     solve: async (grads: tf.Tensor3D): Promise<tf.Tensor3D> => {
       await yieldToEventLoop(); // Ctrl-C between blocks
       if (approximation) return approximation.apply(grads);
-      const solved = await blockConjugateGradient((v) => operator.apply(v as tf.Tensor3D), grads, {
-        tol: options.tol ?? 1e-6,
-        maxIter: options.maxIter,
-      });
-      return solved.solution as tf.Tensor3D;
+      if (chosen.factor) return await chosen.factor.solve(grads);
+      const { solution, ...diagnostics } = await blockConjugateGradient(
+        (v) => operator.apply(v as tf.Tensor3D),
+        grads,
+        {
+          tol: options.tol ?? 1e-6,
+          maxIter: options.maxIter,
+          preconditioner: preconditioner && ((v) => preconditioner.apply(v as tf.Tensor3D)),
+        },
+      );
+      options.onCgSolve?.(diagnostics);
+      return solution as tf.Tensor3D;
     },
     dispose: () => {
       operator.dispose();
       approximation?.dispose();
+      preconditioner?.dispose();
+      chosen.factor?.dispose();
     },
   };
 }
@@ -476,10 +553,12 @@ export async function testInfluence(
         const low = tf.topk(tf.neg(byTest), topK), high = tf.topk(byTest, topK);
         return [tf.neg(low.values), low.indices, high.values, high.indices];
       });
-      const [lowValues, lowIndices, highValues, highIndices, lossValues] = await Promise.all(
-        [...ranked, losses].map((x) => x.data()),
-      );
-      if (options.onBlock) await options.onBlock(start, (await scores.data()) as Float32Array, b);
+      // one read for all five (indices < 2^24 are exact in float32)
+      const [lowValues, lowIndices, highValues, highIndices, lossValues] = await readPacked([
+        ...ranked,
+        losses,
+      ]);
+      if (options.onBlock) await options.onBlock(start, (await readValues(scores)) as Float32Array, b);
       tf.dispose([block.features, grads, losses, solution, scores, ...ranked]);
       for (let j = 0; j < b; j++) {
         const pick = (values: ArrayLike<number>, indices: ArrayLike<number>) =>
@@ -495,6 +574,7 @@ export async function testInfluence(
       }
       options.onProgress?.(start + b, t);
     }
+    options.onSolver?.(solver.report);
   } finally {
     trainResidual.dispose();
     solver.dispose();
@@ -504,8 +584,9 @@ export async function testInfluence(
 
 /**
  * Self-influence s_x = ∇ℓ_xᵀ H⁻¹ ∇ℓ_x of every point of `points` (Koh & Liang 2017; for a training point it equals
- * −I(x, x) of `testInfluence`) without forming the [n, b] score matrix. Exact: per block one block-CG solve of the
- * per-sample gradients, then Σ ∇ℓ_x ⊙ H⁻¹∇ℓ_x. EK-FAC: `rankOneQuadratic`, O(K² + d² + K d) per point.
+ * −I(x, x) of `testInfluence`) without forming the [n, b] score matrix. Exact, direct, auto: per block one H⁻¹ solve
+ * of the per-sample gradients (block CG or the direct factor, see `TestInfluenceOptions.method`), then
+ * Σ ∇ℓ_x ⊙ H⁻¹∇ℓ_x. EK-FAC: `rankOneQuadratic`, O(K² + d² + K d) per point.
  */
 export async function selfInfluence(
   fit: HeadFit,
@@ -531,10 +612,11 @@ export async function selfInfluence(
           });
           return inverse.rankOneQuadratic(r as tf.Tensor2D, h as tf.Tensor2D);
         });
-        out.set((await self.data()) as Float32Array, start);
+        out.set((await readValues(self)) as Float32Array, start);
         self.dispose();
         options.onProgress?.(start + b, t);
       }
+      options.onSolver?.({ requested: "ekfac", method: "ekfac", reason: "requested" });
     } finally {
       inverse.dispose();
     }
@@ -549,10 +631,11 @@ export async function selfInfluence(
       const { grads, losses } = lossGradients(fit, block);
       const solution = await solver.solve(grads);
       const self = tf.tidy(() => tf.sum(tf.mul(grads, solution), [1, 2]));
-      out.set((await self.data()) as Float32Array, start);
+      out.set((await readValues(self)) as Float32Array, start);
       tf.dispose([block.features, grads, losses, solution, self]);
       options.onProgress?.(start + b, t);
     }
+    options.onSolver?.(solver.report);
   } finally {
     solver.dispose();
   }

@@ -7,6 +7,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { LabeledFeatures } from "./labeled_features.ts";
+import { readValues } from "./_reads.ts";
 
 /** s(i, x) `[n, t]` (row-major, train-major); positive = i supports x. */
 export async function knnCosineScores(train: LabeledFeatures, test: LabeledFeatures): Promise<Float32Array> {
@@ -19,7 +20,7 @@ export async function knnCosineScores(train: LabeledFeatures, test: LabeledFeatu
     );
     return tf.mul(cosine, tf.sub(tf.mul(same.toFloat(), 2), 1));
   });
-  const out = (await scores.data()) as Float32Array;
+  const out = (await readValues(scores)) as Float32Array;
   scores.dispose();
   return out;
 }

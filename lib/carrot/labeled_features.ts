@@ -4,6 +4,7 @@
  * Features h_i are the backbone's pooled outputs, *without* the constant 1; the head appends it (bias last).
  */
 import * as tf from "@tensorflow/tfjs";
+import { readValues } from "./_reads.ts";
 
 /** Features `[n, d]` (float32 tensor) and labels in 0..K−1 (`Int32Array [n]`). */
 export interface LabeledFeatures {
@@ -33,7 +34,7 @@ export function checkLabels(data: LabeledFeatures, numClasses: number, what: str
 /** Throws a `RangeError` naming the first row of `features` that holds a NaN or ±Inf. */
 export async function checkFinite(features: tf.Tensor2D, what: string): Promise<void> {
   const rowOk = tf.tidy(() => tf.all(tf.isFinite(features), 1));
-  const ok = await rowOk.data();
+  const ok = await readValues(rowOk);
   rowOk.dispose();
   const bad = ok.indexOf(0);
   if (bad >= 0) throw new RangeError(`${what}: feature row ${bad} contains NaN or Inf`);

@@ -9,6 +9,7 @@ import { disposeHead, fitHead, type HeadFit, headLogits } from "./head.ts";
 import { meanLossGradient } from "./influence.ts";
 import { Random } from "../random.ts";
 import { spearman } from "../stats.ts";
+import { readPacked, readScalar, readValues } from "./_reads.ts";
 
 /** Options shared by the refitting functions. */
 export interface RefitOptions {
@@ -33,7 +34,7 @@ async function refit(fit: HeadFit, train: LabeledFeatures, alpha: Float32Array, 
 
 async function meanLoss(fit: HeadFit, data: LabeledFeatures): Promise<number> {
   const { gradient, loss } = meanLossGradient(fit, data);
-  const value = (await loss.data())[0];
+  const value = await readScalar(loss);
   tf.dispose([gradient, loss]);
   return value;
 }
@@ -79,10 +80,12 @@ export async function looExact(
     alpha[i] = 0;
     const loo = await refit(fit, train, alpha, options);
     if (!loo.converged) unconverged++;
-    valLossChange[q] = (await meanLoss(loo, val)) - base;
+    const { gradient, loss } = meanLossGradient(loo, val);
     const change = tf.tidy(() => tf.sub(headLogits(loo, val.features), baseLogits));
-    logitChange.set(await change.data(), q * m * k);
-    change.dispose();
+    const [lossValue, changeValues] = await readPacked([loss, change]); // one read per refit
+    valLossChange[q] = lossValue[0] - base;
+    logitChange.set(changeValues, q * m * k);
+    tf.dispose([gradient, loss, change]);
     disposeHead(loo);
     options.onProgress?.(q + 1, count);
   }
@@ -180,7 +183,7 @@ export async function linearDatamodelingScore(
       maxIter: options.maxIter,
     });
     const losses = tf.tidy(() => tf.neg(tf.sum(tf.mul(y, tf.logSoftmax(headLogits(fit, val.features))), 1)));
-    actual.set(await losses.data(), s * m);
+    actual.set(await readValues(losses), s * m);
     losses.dispose();
     for (let i = 0; i < n; i++) {
       if (alpha[i] === 0) continue;

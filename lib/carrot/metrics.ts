@@ -7,6 +7,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { LabeledFeatures } from "./labeled_features.ts";
 import { type HeadFit, headLogits } from "./head.ts";
+import { readValues } from "./_reads.ts";
 
 /** The metrics of one head on one split. */
 export interface Metrics {
@@ -60,7 +61,7 @@ export function metricsFromProbabilities(
 /** Metrics of `fit` on `data`. */
 export async function evaluateHead(fit: HeadFit, data: LabeledFeatures): Promise<Metrics> {
   const p = tf.tidy(() => tf.softmax(headLogits(fit, data.features)));
-  const values = (await p.data()) as Float32Array;
+  const values = (await readValues(p)) as Float32Array;
   p.dispose();
   return metricsFromProbabilities(values, data.labels, fit.numClasses);
 }

@@ -10,6 +10,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { LabeledFeatures } from "./labeled_features.ts";
 import { type HeadFit, headLogits } from "./head.ts";
+import { readValues } from "./_reads.ts";
 
 /** β `[n, K]` with β_i = −(α_i/λ)(p_i − e_{y_i}); α and λ are the fit's. */
 export function representerCoefficients(fit: HeadFit, train: LabeledFeatures): tf.Tensor2D {
@@ -140,7 +141,7 @@ export async function explain(
       let classes = fixed?.subarray(start, start + size);
       if (!classes) {
         const predicted = tf.tidy(() => tf.argMax(z, 1));
-        classes = Int32Array.from(await predicted.data());
+        classes = Int32Array.from(await readValues(predicted));
         predicted.dispose();
       }
       const out = tf.tidy(() => {
@@ -176,9 +177,9 @@ export async function explain(
           out.bottomValues,
           out
             .bottomIndices,
-        ].map((x) => x.data()),
+        ].map((x) => readValues(x)),
       );
-      if (matrix && out.contributions) matrix.set(await out.contributions.data(), start * n);
+      if (matrix && out.contributions) matrix.set(await readValues(out.contributions), start * n);
       tf.dispose([block, z, ...Object.values(out).filter((x): x is tf.Tensor => x !== undefined)]);
       residual = Math.max(residual, gap[0]);
       maxAbsLogit = Math.max(maxAbsLogit, maxLogit[0]);

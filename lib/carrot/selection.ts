@@ -16,6 +16,7 @@ import type * as tf from "@tensorflow/tfjs";
 import type { LabeledFeatures } from "./labeled_features.ts";
 import { disposeHead, fitHead, type HeadFit, headLogits } from "./head.ts";
 import { fitTemperatureFromLogits } from "./temperature.ts";
+import { readValues } from "./_reads.ts";
 
 /** One candidate weighting, with what produced it (for the report). */
 export interface SelectionCandidate {
@@ -78,7 +79,7 @@ export interface SelectionResult {
 /** Per-point calibrated losses, accuracy and T of a head on val. */
 async function calibratedLosses(fit: HeadFit, val: LabeledFeatures) {
   const z = headLogits(fit, val.features);
-  const logits = (await z.data()) as Float32Array;
+  const logits = (await readValues(z)) as Float32Array;
   z.dispose();
   const k = fit.numClasses, m = val.labels.length;
   const { temperature } = fitTemperatureFromLogits(logits, val.labels, k);

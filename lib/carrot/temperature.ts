@@ -17,6 +17,7 @@ import * as tf from "@tensorflow/tfjs";
 import { checkLabels, type LabeledFeatures } from "./labeled_features.ts";
 import { type HeadFit, headLogits } from "./head.ts";
 import { type Metrics, metricsFromProbabilities } from "./metrics.ts";
+import { readValues } from "./_reads.ts";
 
 /** The fitted temperature and the validation NLL before/after. */
 export interface TemperatureFit {
@@ -189,7 +190,7 @@ function checkSplit(fit: HeadFit, data: LabeledFeatures, what: string): void {
 export async function fitTemperature(fit: HeadFit, data: LabeledFeatures): Promise<TemperatureFit> {
   checkSplit(fit, data, "fitTemperature");
   const z = headLogits(fit, data.features); // [m, K]
-  const values = (await z.data()) as Float32Array;
+  const values = (await readValues(z)) as Float32Array;
   z.dispose();
   return fitChecked(values, data.labels, fit.numClasses, {}, "fitTemperature");
 }
@@ -212,7 +213,7 @@ export async function evaluateHeadWithTemperature(
   }
   checkSplit(fit, data, "evaluateHeadWithTemperature");
   const p = tf.tidy(() => tf.softmax(tf.div(headLogits(fit, data.features), temperature))); // [m, K]
-  const values = (await p.data()) as Float32Array;
+  const values = (await readValues(p)) as Float32Array;
   p.dispose();
   return metricsFromProbabilities(values, data.labels, fit.numClasses);
 }

@@ -17,6 +17,7 @@ import * as tf from "@tensorflow/tfjs";
 import { checkLabels, inferNumClasses, type LabeledFeatures } from "./labeled_features.ts";
 import { disposeProblem, logits, makeProblem, objectiveAndGradient, residualOuter } from "./_objective.ts";
 import { Random } from "../random.ts";
+import { readScalar, readValues } from "./_reads.ts";
 
 /** SGD checkpoints of the head with their learning rates; free them with `disposeCheckpoints`. */
 export interface TracInCheckpoints {
@@ -59,7 +60,7 @@ export async function trainTracInCheckpoints(
   const alpha = options.alpha ?? new Float32Array(n).fill(1);
   const epochs = options.epochs ?? 10, batchSize = Math.min(options.batchSize ?? 64, n);
   const meanSquaredNorm = tf.tidy(() => tf.add(tf.mean(tf.sum(tf.square(train.features), 1)), 1));
-  const base = (options.learningRate ?? 1) * 2 / (await meanSquaredNorm.data())[0];
+  const base = (options.learningRate ?? 1) * 2 / await readScalar(meanSquaredNorm);
   meanSquaredNorm.dispose();
   const rng = new Random(options.seed ?? 0);
   let weights = tf.zeros([numClasses, dim + 1]) as tf.Tensor2D;
@@ -135,7 +136,7 @@ export async function tracInValidation(
     }
     return tf.mul(total, tf.tensor1d(c.alpha));
   });
-  const out = (await scores.data()) as Float32Array;
+  const out = (await readValues(scores)) as Float32Array;
   scores.dispose();
   return out;
 }
@@ -162,7 +163,7 @@ export async function tracInMatrix(
     }
     return tf.mul(tf.mul(total, kernel), tf.tensor2d(c.alpha, [c.alpha.length, 1]));
   });
-  const out = (await scores.data()) as Float32Array;
+  const out = (await readValues(scores)) as Float32Array;
   scores.dispose();
   return out;
 }

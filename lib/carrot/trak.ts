@@ -21,6 +21,7 @@ import type { LabeledFeatures } from "./labeled_features.ts";
 import { disposeHead, fitHead, type HeadFit, headLogits } from "./head.ts";
 import { choleskyFactor, lowerTriangularInverse } from "./_linalg.ts";
 import { Random } from "../random.ts";
+import { readValues } from "./_reads.ts";
 
 /** Options of `trakScores`. */
 export interface TrakOptions {
@@ -103,7 +104,7 @@ async function singleHeadScores(
   const phiTest = project(testFactors.r, test.features, pK, pD);
   const k = phi.shape[1];
   const gram = tf.tidy(() => tf.matMul(phi.transpose(), phi));
-  const a = Float64Array.from(await gram.data());
+  const a = Float64Array.from(await readValues(gram));
   gram.dispose();
   let trace = 0;
   for (let q = 0; q < k; q++) trace += a[q * k + q];
@@ -159,7 +160,7 @@ export async function trakScores(
       total = sum;
     }
     const mean = tf.div(total!, Math.max(1, members));
-    const out = (await mean.data()) as Float32Array;
+    const out = (await readValues(mean)) as Float32Array;
     mean.dispose();
     return out;
   } finally {

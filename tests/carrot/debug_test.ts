@@ -159,7 +159,7 @@ Deno.test("runExperiment(): rows per method with mean ± std over seeds, markdow
   const table = experimentTable(rows);
   assert.match(table, /^\| method \| top-1/);
   assert.equal(table.split("\n").length, 7);
-  for (const d of rows[1].details) assert.equal(d.fallback, d.chosen.step === 0);
+  for (const d of rows[1].details) assert.equal(d.fallback, d.chosen.weighting === "none");
 });
 
 Deno.test("alphaByTruth(): group means, ratios to clean, and low α as a detector", () => {

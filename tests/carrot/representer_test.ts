@@ -68,6 +68,9 @@ Deno.test({
     converged: true,
     stopReason: "gradient tolerance" as const,
     curvature: [],
+    reads: 0,
+    skippedPairs: 0,
+    preconditioner: "none" as const,
   };
   const beta = await representerCoefficients(fit, train).data();
   assertClose(beta, (fx.alpha as number[][]).flat(), { atol: 2e-6, what: "β" });

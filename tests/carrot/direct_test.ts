@@ -1,0 +1,221 @@
+import * as tf from "@tensorflow/tfjs";
+import assert from "node:assert/strict";
+import { selectBackend } from "../../lib/backend.ts";
+import { disposeHead, fitHead, type HeadFit } from "../../lib/carrot/head.ts";
+import {
+  chooseHessianSolver,
+  directFactorBytes,
+  factorHessian,
+  HessianNotPositiveDefiniteError,
+  type SolverReport,
+} from "../../lib/carrot/direct.ts";
+import { selfInfluence, testInfluence, type TestInfluenceOptions } from "../../lib/carrot/influence.ts";
+import { choleskySolve } from "../../lib/carrot/_linalg.ts";
+import type { LabeledFeatures } from "../../lib/carrot/labeled_features.ts";
+import { Random } from "../../lib/random.ts";
+import { hessian64 } from "../_reference_head.ts";
+import { randomProblem } from "../_problems.ts";
+
+await selectBackend("wasm", { threads: 1, quiet: true });
+
+const relMax = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+  let num = 0, den = 0;
+  for (let i = 0; i < a.length; i++) {
+    [num, den] = [Math.max(num, Math.abs(a[i] - b[i])), Math.max(den, Math.abs(b[i]))];
+  }
+  return num / den;
+};
+
+/** Train and test splits drawn from the same class means; α ~ U[0.5, 1.5] on train. */
+function problem(
+  spec: { n: number; dim: number; numClasses: number; lambda: number; seed: number },
+  m: number,
+) {
+  const full = randomProblem({ ...spec, n: spec.n + m });
+  const split = (start: number, count: number): LabeledFeatures => ({
+    features: full.train.features.slice([start, 0], [count, spec.dim]) as tf.Tensor2D,
+    labels: full.train.labels.slice(start, start + count),
+  });
+  const train = split(0, spec.n), test = split(spec.n, m);
+  full.train.features.dispose();
+  const problem64 = {
+    ...full.problem64,
+    x: full.problem64.x.slice(0, spec.n),
+    y: train.labels,
+    alpha: Float64Array.from(full.alpha.slice(0, spec.n)),
+  };
+  return {
+    train,
+    test,
+    alpha: full.alpha.slice(0, spec.n),
+    problem64,
+    dispose: () => tf.dispose([train.features, test.features]),
+  };
+}
+
+/** All scores I `[n, t]` (train-major) of `testInfluence` and the solver report. */
+async function scoreMatrix(
+  fit: HeadFit,
+  train: LabeledFeatures,
+  test: LabeledFeatures,
+  options: TestInfluenceOptions,
+) {
+  const n = train.labels.length, t = test.labels.length, matrix = new Float32Array(n * t);
+  let report: SolverReport | undefined;
+  await testInfluence(fit, train, test, {
+    ...options,
+    onBlock: (start, scores, b) => {
+      for (let i = 0; i < n; i++) for (let j = 0; j < b; j++) matrix[i * t + start + j] = scores[i * b + j];
+    },
+    onSolver: (r) => report = r,
+  });
+  assert.ok(report, "onSolver was not called");
+  return { matrix, report };
+}
+
+Deno.test("factorHessian() solves H X = G like the float64 dense Cholesky reference, for any tiling", async () => {
+  const p = problem({ n: 150, dim: 8, numClasses: 5, lambda: 0.7, seed: 91 }, 0);
+  const fit = await fitHead(p.train, { lambda: 0.7, alpha: p.alpha, tol: 1e-7 });
+  const k = 5, width = 9, size = k * width, b = 3, rng = new Random(2);
+  const g = Float64Array.from({ length: b * size }, () => rng.normal());
+  // reference: the float64 Hessian at the fit's (float32) weights, solved by float64 Cholesky
+  const dense = hessian64(p.problem64, Float64Array.from(await fit.weights.data()));
+  const columns = new Float64Array(size * b); // [size, b]
+  for (let j = 0; j < b; j++) for (let q = 0; q < size; q++) columns[q * b + j] = g[j * size + q];
+  const x64 = choleskySolve(dense, size, columns, b);
+  const expected = Float64Array.from(
+    { length: b * size },
+    (_, t) => x64[(t % size) * b + Math.floor(t / size)],
+  );
+  const before = tf.memory().numTensors;
+  // 9 = one tile per class; 4 → 3 tiles of 3 per class; 5 → 2 uneven tiles (4, 5) per class; chunkFloats 500:
+  // the assembly in chunks of 55 samples and 1 class
+  const cases: [number, number | undefined][] = [[9, undefined], [4, undefined], [5, 500]];
+  for (const [tileSize, chunkFloats] of cases) {
+    const factor = await factorHessian(fit, p.train, { tileSize, chunkFloats, tol: 1e-7 });
+    const rhs = tf.tensor3d(Float32Array.from(g), [b, k, width]);
+    const x = await factor.solve(rhs);
+    const error = relMax(await x.data(), expected);
+    assert.ok(error < 1e-5, `tileSize ${tileSize}: relative error ${error} vs float64 Cholesky`);
+    const { diagnostics } = factor;
+    assert.equal(diagnostics.method, "direct");
+    assert.equal(diagnostics.tiles, k * Math.ceil(width / tileSize));
+    assert.equal(diagnostics.damping, 0);
+    assert.ok(diagnostics.minPivotRatio >= 1 - 1e-3, `smallest pivot ${diagnostics.minPivotRatio}·λ < λ`);
+    // the float32 Hessian-vector product bounds the measurable residual at ~1e-6 for a random G
+    assert.ok(diagnostics.relativeResidual <= 1e-5, `residual ${diagnostics.relativeResidual}`);
+    assert.equal(diagnostics.bytes, directFactorBytes(fit, p.train, { tileSize, chunkFloats }));
+    tf.dispose([rhs, x]);
+    factor.dispose();
+  }
+  assert.equal(tf.memory().numTensors, before, "leaked tensors");
+  disposeHead(fit);
+  p.dispose();
+});
+
+Deno.test('testInfluence() and selfInfluence(): method "direct" equals "exact" (CG at tol 1e-8); "auto" picks direct and says why', async () => {
+  const p = problem({ n: 120, dim: 6, numClasses: 4, lambda: 0.5, seed: 81 }, 9);
+  const fit = await fitHead(p.train, { lambda: 0.5, alpha: p.alpha, tol: 1e-7 });
+  const exact = await scoreMatrix(fit, p.train, p.test, { topK: 5, blockSize: 4, tol: 1e-8 });
+  assert.deepEqual(exact.report, { requested: "exact", method: "exact", reason: "requested" });
+  const before = tf.memory().numTensors;
+  const direct = await scoreMatrix(fit, p.train, p.test, {
+    topK: 5,
+    blockSize: 4,
+    method: "direct",
+    direct: { tileSize: 3 },
+  });
+  assert.ok(
+    relMax(direct.matrix, exact.matrix) < 1e-4,
+    `direct vs CG ${relMax(direct.matrix, exact.matrix)}`,
+  );
+  assert.equal(direct.report.method, "direct");
+  assert.equal(direct.report.reason, "requested");
+  assert.equal(direct.report.direct?.solves, 3); // 9 test points in blocks of 4
+  assert.ok(direct.report.direct!.relativeResidual <= 1e-5); // the default refinement target
+  const auto = await scoreMatrix(fit, p.train, p.test, { method: "auto" });
+  assert.equal(auto.report.method, "direct");
+  assert.match(auto.report.reason, /K\(d\+1\) = 28 ≤ maxSize 16384/);
+  assert.ok(relMax(auto.matrix, exact.matrix) < 1e-4, `auto vs CG ${relMax(auto.matrix, exact.matrix)}`);
+  const selfExact = await selfInfluence(fit, p.train, p.train, { blockSize: 50, tol: 1e-8 });
+  let selfReport: SolverReport | undefined;
+  const selfDirect = await selfInfluence(fit, p.train, p.train, {
+    method: "direct",
+    onSolver: (r) => selfReport = r,
+  });
+  assert.ok(relMax(selfDirect, selfExact) < 1e-4, `self-influence ${relMax(selfDirect, selfExact)}`);
+  assert.equal(selfReport?.method, "direct");
+  assert.equal(tf.memory().numTensors, before, "leaked tensors");
+  disposeHead(fit);
+  p.dispose();
+});
+
+Deno.test("factorHessian(): a Hessian that is not positive definite in float32 is damped and reported, or falls back to CG", async () => {
+  // rank-3 features copied into 12 scaled columns: with λ = 1e-9, 9 curvatures of H are λ in exact arithmetic and
+  // far below float32's resolution of its ~10³-sized entries
+  const n = 90, rng = new Random(5), base = 3, dim = 12;
+  const rows = new Float32Array(n * dim), labels = Int32Array.from({ length: n }, (_, i) => i % 3);
+  for (let i = 0; i < n; i++) {
+    const z = Array.from({ length: base }, (_, q) => rng.normal() + (q === labels[i] ? 2 : 0));
+    for (let c = 0; c < dim; c++) rows[i * dim + c] = 3 * (1 + c / 7) * z[c % base];
+  }
+  const train = { features: tf.tensor2d(rows, [n, dim]), labels };
+  const fitted = await fitHead(train, { lambda: 1 });
+  const fit = { ...fitted, lambda: 1e-9 }; // the same W, a tiny λ: H = PSD part + 1e-9 I
+  const before = tf.memory().numTensors;
+  const factor = await factorHessian(fit, train, { tileSize: 4 });
+  const { diagnostics } = factor;
+  assert.ok(diagnostics.dampingRetries >= 1, "the failed pivot was not detected");
+  assert.ok(diagnostics.damping > 0, "no damping reported");
+  assert.ok(diagnostics.minPivotRatio >= 0.5, `accepted a pivot ${diagnostics.minPivotRatio}·(λ + δ)`);
+  const g = tf.tidy(() => tf.randomNormal([2, 3, dim + 1], 0, 1, "float32", 3)) as tf.Tensor3D;
+  const x = await factor.solve(g);
+  assert.ok((await x.data()).every(Number.isFinite), "non-finite solution");
+  // refinement cannot remove δ ≫ λ along the 9 flat directions: the residual it reached is reported, not hidden
+  assert.ok(diagnostics.relativeResidual > 1e-3 && Number.isFinite(diagnostics.relativeResidual));
+  tf.dispose([g, x]);
+  factor.dispose();
+  await assert.rejects(
+    () => factorHessian(fit, train, { tileSize: 4, maxDampingRetries: 0 }),
+    (error: unknown) => error instanceof HessianNotPositiveDefiniteError && error.damping === 0,
+  );
+  const chosen = await chooseHessianSolver(fit, train, "direct", { tileSize: 4, maxDampingRetries: 0 });
+  assert.equal(chosen.factor, undefined);
+  assert.equal(chosen.report.method, "exact");
+  assert.match(chosen.report.reason, /not positive definite in float32.*: block CG$/);
+  const damped = await chooseHessianSolver(fit, train, "auto", { tileSize: 4 });
+  assert.equal(damped.report.method, "direct");
+  assert.match(damped.report.reason, /damping δ = .* in the factor/);
+  damped.factor!.dispose();
+  assert.equal(tf.memory().numTensors, before, "leaked tensors");
+  disposeHead(fitted);
+  train.features.dispose();
+});
+
+Deno.test("factorHessian() refuses a factorisation over the memory budget; testInfluence falls back to CG and says so", async () => {
+  const p = problem({ n: 60, dim: 5, numClasses: 3, lambda: 1, seed: 7 }, 4);
+  const fit = await fitHead(p.train, { lambda: 1, alpha: p.alpha, tol: 1e-7 });
+  const bytes = directFactorBytes(fit, p.train);
+  // 4 · [trapezoid (18 + 12 + 6)·6 + 2·18·6 + 2K(d+1)² + min(2²⁴, n(d+1)K) + 2n(d+1)]
+  assert.equal(bytes, 4 * (216 + 216 + 216 + 1080 + 720));
+  await assert.rejects(() => factorHessian(fit, p.train, { memoryBudget: bytes - 1 }), /memoryBudget/);
+  const before = tf.memory().numTensors;
+  const exact = await scoreMatrix(fit, p.train, p.test, { tol: 1e-8 });
+  const refused = await scoreMatrix(fit, p.train, p.test, {
+    method: "direct",
+    tol: 1e-8,
+    direct: { memoryBudget: bytes - 1 },
+  });
+  assert.equal(refused.report.method, "exact");
+  assert.match(refused.report.reason, /needs ≈ .* > memoryBudget .*: block CG/);
+  assert.deepEqual(refused.matrix, exact.matrix);
+  const small = await scoreMatrix(fit, p.train, p.test, { method: "auto", direct: { maxSize: 17 } });
+  assert.deepEqual(small.report, {
+    requested: "auto",
+    method: "exact",
+    reason: "K(d+1) = 18 > maxSize 17: block CG",
+  });
+  assert.equal(tf.memory().numTensors, before, "leaked tensors");
+  disposeHead(fit);
+  p.dispose();
+});
