@@ -54,3 +54,36 @@ export async function availableBackends(): Promise<("cpu" | "wasm" | "webgpu")[]
   const adapter = gpu ? await gpu.requestAdapter() : null;
   return adapter ? ["cpu", "wasm", "webgpu"] : ["cpu", "wasm"];
 }
+
+/**
+ * A random problem with a validation split drawn from the same class means: train is the first n rows, val the next m,
+ * with the float64 twin of train and the val inputs.
+ */
+export function problemWithVal(spec: Parameters<typeof randomProblem>[0], m: number) {
+  const full = randomProblem({ ...spec, n: spec.n + m });
+  const n = spec.n, dim = spec.dim;
+  const train = {
+    features: full.train.features.slice([0, 0], [n, dim]) as tf.Tensor2D,
+    labels: full.train.labels.slice(0, n),
+  };
+  const val = {
+    features: full.train.features.slice([n, 0], [m, dim]) as tf.Tensor2D,
+    labels: full.train.labels.slice(n),
+  };
+  full.train.features.dispose();
+  const alpha = full.alpha.slice(0, n);
+  const problem64 = {
+    ...full.problem64,
+    x: full.problem64.x.slice(0, n),
+    y: train.labels,
+    alpha: Float64Array.from(alpha),
+  };
+  return {
+    train,
+    val,
+    alpha,
+    problem64,
+    xVal: full.problem64.x.slice(n),
+    dispose: () => tf.dispose([train.features, val.features]),
+  };
+}

@@ -16,39 +16,9 @@ import { Random } from "../../lib/random.ts";
 import { assertClose, fixturePath } from "../_assert.ts";
 import { fitHead64, hessian64 } from "../_reference_head.ts";
 import { alphaGradient64 } from "../_reference_influence.ts";
-import { randomProblem } from "../_problems.ts";
+import { problemWithVal } from "../_problems.ts";
 
 await selectBackend("wasm", { threads: 1, quiet: true });
-
-/** A random problem with a validation split drawn from the same class means. */
-function problemWithVal(spec: Parameters<typeof randomProblem>[0], m: number) {
-  const full = randomProblem({ ...spec, n: spec.n + m });
-  const n = spec.n, dim = spec.dim;
-  const train = {
-    features: full.train.features.slice([0, 0], [n, dim]) as tf.Tensor2D,
-    labels: full.train.labels.slice(0, n),
-  };
-  const val = {
-    features: full.train.features.slice([n, 0], [m, dim]) as tf.Tensor2D,
-    labels: full.train.labels.slice(n),
-  };
-  full.train.features.dispose();
-  const alpha = full.alpha.slice(0, n);
-  const problem64 = {
-    ...full.problem64,
-    x: full.problem64.x.slice(0, n),
-    y: train.labels,
-    alpha: Float64Array.from(alpha),
-  };
-  return {
-    train,
-    val,
-    alpha,
-    problem64,
-    xVal: full.problem64.x.slice(n),
-    dispose: () => tf.dispose([train.features, val.features]),
-  };
-}
 
 const relMax = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   let num = 0, den = 0;

@@ -14,7 +14,7 @@ import { minimizeLbfgs } from "../../lib/carrot/_lbfgs.ts";
 import { readCount, readPacked, readScalar, readValues } from "../../lib/carrot/_reads.ts";
 import { fitHead64 } from "../_reference_head.ts";
 import { alphaGradient64 } from "../_reference_influence.ts";
-import { availableBackends, randomProblem } from "../_problems.ts";
+import { availableBackends, problemWithVal, randomProblem } from "../_problems.ts";
 
 const backends = await availableBackends();
 
@@ -40,36 +40,6 @@ const relMax = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   }
   return num / den;
 };
-
-/** A random problem split into train (first n rows) and val (the rest), with the float64 twin of train. */
-function problemWithVal(spec: Parameters<typeof randomProblem>[0], m: number) {
-  const full = randomProblem({ ...spec, n: spec.n + m });
-  const { n, dim } = spec;
-  const train = {
-    features: full.train.features.slice([0, 0], [n, dim]) as tf.Tensor2D,
-    labels: full.train.labels.slice(0, n),
-  };
-  const val = {
-    features: full.train.features.slice([n, 0], [m, dim]) as tf.Tensor2D,
-    labels: full.train.labels.slice(n),
-  };
-  full.train.features.dispose();
-  const alpha = full.alpha.slice(0, n);
-  const problem64 = {
-    ...full.problem64,
-    x: full.problem64.x.slice(0, n),
-    y: train.labels,
-    alpha: Float64Array.from(alpha),
-  };
-  return {
-    train,
-    val,
-    alpha,
-    problem64,
-    xVal: full.problem64.x.slice(n),
-    dispose: () => tf.dispose([train.features, val.features]),
-  };
-}
 
 Deno.test("readValues / readScalar / readPacked count one read each and return the values", async () => {
   await selectBackend("cpu", { quiet: true });
