@@ -33,6 +33,7 @@ import { type HeadFit, headProbabilities, problemOf } from "./head.ts";
 import { disposeProblem, hessianVectorProductBatch } from "./_objective.ts";
 import { choleskyFactor, lowerTriangularInverse } from "./_linalg.ts";
 import { yieldToEventLoop } from "../_yield.ts";
+import { readScalar, readValues } from "./_reads.ts";
 
 /** Options of `factorHessian` and of the direct path of `testInfluence` / `selfInfluence`. */
 export interface DirectSolverOptions {
@@ -300,7 +301,7 @@ async function choleskyTiles(
       await yieldToEventLoop();
       const nb = tiles[j].size, column = columns[j];
       const diagonalTile = tf.tidy(() => column.slice([0, 0], [nb, nb]));
-      const a = Float64Array.from(await diagonalTile.data());
+      const a = Float64Array.from(await readValues(diagonalTile));
       diagonalTile.dispose();
       for (let i = 0; i < nb; i++) a[i * nb + i] += shift;
       let l: Float64Array;
@@ -459,7 +460,7 @@ export async function factorHessian(
   };
   const rowNorms = async (r: tf.Tensor2D) => {
     const norms = tf.tidy(() => tf.sqrt(tf.sum(tf.square(r), 1)));
-    const values = Float64Array.from(await norms.data());
+    const values = Float64Array.from(await readValues(norms));
     norms.dispose();
     return values;
   };
@@ -523,7 +524,7 @@ async function maxDiagonal(fit: HeadFit, train: LabeledFeatures): Promise<number
     const h2 = tf.concat([tf.square(train.features), tf.ones([n, 1])], 1); // [n, d+1]
     return tf.max(tf.matMul(c.transpose(), h2));
   });
-  const value = (await diagonal.data())[0];
+  const value = await readScalar(diagonal);
   diagonal.dispose();
   return value;
 }

@@ -5,7 +5,6 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { existsSync, readFileSync } from "node:fs";
-import { createHash } from "node:crypto";
 import type { LabeledFeatures } from "../carrot/labeled_features.ts";
 import {
   type Dataset,
@@ -18,7 +17,7 @@ import { selectImageDecoder } from "../data/images.ts";
 import type { SynthBirdsOptions } from "../data/synthbirds.ts";
 import { extractFeatures } from "../features.ts";
 import { loadTimmModel } from "../models/registry.ts";
-import { readSafetensors } from "../models/safetensors.ts";
+import { streamSafetensors, type TensorData } from "../models/safetensors.ts";
 import { datasetSource, dropRows } from "./image_source.ts";
 import { log } from "../progress.ts";
 
@@ -173,26 +172,30 @@ export function backboneCard(weights: string | undefined, sha256: string) {
 }
 
 async function readFeatureFile(path: string): Promise<SplitFeatures & { sha256: string }> {
-  const file = await readSafetensors(path);
-  const sha256 = createHash("sha256").update(await Deno.readFile(path)).digest("hex");
-  const features = file.tensors.get("features"), labels = file.tensors.get("labels");
+  // one pass over the file: every tensor and the file's SHA-256 (for the provenance)
+  const tensors = new Map<string, TensorData>();
+  const { header, sha256 } = await streamSafetensors(path, {
+    sha256: true,
+    onTensor: (name, tensor) => void tensors.set(name, tensor),
+  });
+  const features = tensors.get("features"), labels = tensors.get("labels");
   if (!features || features.shape.length !== 2) {
     throw new RangeError(
-      `${path}: needs a 2-D tensor "features" [N, D]; found ${[...file.tensors.keys()].join(", ")}`,
+      `${path}: needs a 2-D tensor "features" [N, D]; found ${[...tensors.keys()].join(", ")}`,
     );
   }
   if (!labels || labels.shape.length !== 1 || labels.shape[0] !== features.shape[0]) {
     throw new RangeError(`${path}: needs a tensor "labels" [${features.shape[0]}] of class indices`);
   }
   const n = features.shape[0];
-  const ids = file.metadata.ids
-    ? JSON.parse(file.metadata.ids) as string[]
+  const ids = header.metadata.ids
+    ? JSON.parse(header.metadata.ids) as string[]
     : Array.from({ length: n }, (_, i) => `row-${i}`);
   return {
     features: tf.tensor2d(Float32Array.from(features.values as ArrayLike<number>), [n, features.shape[1]]),
     labels: Int32Array.from(labels.values as ArrayLike<number>, Number),
     ids,
-    sha256,
+    sha256: sha256!,
   };
 }
 
