@@ -123,20 +123,36 @@ async function sharpDecoder(reason: string): Promise<ImageDecoder> {
   };
 }
 
-async function wasmDecoder(reason: string): Promise<ImageDecoder> {
-  const [{ default: decodeJpeg, init: initJpeg }, { decode: decodePng }] = await Promise.all([
-    import("@jsquash/jpeg/decode.js"),
-    import("@jsquash/png/decode.js"),
-  ]);
-  // libjpeg's messages go into the error instead of the console (lib/ never prints).
-  let libjpegSays = "";
-  const capture = (message: string) =>
-    void (libjpegSays = libjpegSays ? `${libjpegSays}; ${message}` : message);
-  await initJpeg({ print: capture, printErr: capture });
-  return {
-    name: "wasm",
-    reason,
-    async decode(bytes) {
+/** The WASM codecs, loaded once: every decoder object shares them, so libjpeg's messages have one destination. */
+let wasmCodecs: Promise<ImageDecoder["decode"]> | undefined;
+
+function loadWasmCodecs(): Promise<ImageDecoder["decode"]> {
+  wasmCodecs ??= (async () => {
+    const [{ default: decodeJpeg, init: initJpeg }, { decode: decodePng }] = await Promise.all([
+      import("@jsquash/jpeg/decode.js"),
+      import("@jsquash/png/decode.js"),
+    ]);
+    // libjpeg's messages go into the error instead of the console (lib/ never prints). The message buffer is
+    // shared by every decode, so JPEG decodes run one at a time (the WASM codec is single-threaded anyway):
+    // concurrent decodes could otherwise clear or mix each other's messages.
+    let libjpegSays = "";
+    const capture = (message: string) =>
+      void (libjpegSays = libjpegSays ? `${libjpegSays}; ${message}` : message);
+    await initJpeg({ print: capture, printErr: capture });
+    let previous: Promise<unknown> = Promise.resolve();
+    const decodeJpegAlone = (buffer: ArrayBuffer) => {
+      const run = previous.then(async () => {
+        libjpegSays = "";
+        try {
+          return await decodeJpeg(buffer);
+        } catch (error) {
+          throw new Error(libjpegSays ? `${libjpegSays} (libjpeg)` : (error as Error).message);
+        }
+      });
+      previous = run.catch(() => undefined);
+      return run;
+    };
+    return async (bytes: Uint8Array) => {
       const { format, components } = sniff(bytes);
       if (format === "other") throw new Error("not a JPEG or PNG file (the WASM decoder reads only these)");
       if (components === 4) {
@@ -145,19 +161,15 @@ async function wasmDecoder(reason: string): Promise<ImageDecoder> {
         );
       }
       const buffer = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
-      if (format === "png") {
-        const image = await decodePng(buffer);
-        return dropAlpha(image.data, image.width, image.height);
-      }
-      libjpegSays = "";
-      try {
-        const image = await decodeJpeg(buffer);
-        return dropAlpha(image.data, image.width, image.height);
-      } catch (error) {
-        throw new Error(libjpegSays ? `${libjpegSays} (libjpeg)` : (error as Error).message);
-      }
-    },
-  };
+      const image = format === "png" ? await decodePng(buffer) : await decodeJpegAlone(buffer);
+      return dropAlpha(image.data, image.width, image.height);
+    };
+  })();
+  return wasmCodecs;
+}
+
+async function wasmDecoder(reason: string): Promise<ImageDecoder> {
+  return { name: "wasm", reason, decode: await loadWasmCodecs() };
 }
 
 const chosen = new Map<string, Promise<ImageDecoder>>();

@@ -102,3 +102,22 @@ Deno.test("readImageBatch() fails on the first bad image by default and skips it
   }
   await Deno.remove(root, { recursive: true });
 });
+
+Deno.test("the wasm decoder keeps libjpeg's message with its own image when decodes run concurrently", async () => {
+  const decoder = await selectImageDecoder("wasm");
+  const good = readFileSync(join(dir, "photo.jpg"));
+  const broken = new Uint8Array([0xff, 0xd8, 0xff, 0xe0, 1, 2, 3]);
+  const inputs = Array.from({ length: 16 }, (_, i) => (i % 2 ? broken : good));
+  // All decodes start in one tick, so their starts and failures interleave.
+  const results = await Promise.allSettled(inputs.map((bytes) => decoder.decode(bytes)));
+  results.forEach((result, i) => {
+    if (i % 2 === 0) assert.equal(result.status, "fulfilled");
+    else {
+      assert.equal(result.status, "rejected");
+      assert.match(
+        (result as PromiseRejectedResult).reason.message,
+        /^(Premature end of JPEG file; )?JPEG datastream contains no image \(libjpeg\)$/,
+      );
+    }
+  });
+});
