@@ -36,6 +36,11 @@ export interface CgOptions {
   stallChecks?: number;
   /** Counts this solve's reads (besides `CgResult.reads`). */
   tally?: ReadTally;
+  /**
+   * A starting point S₀ on the shape of B (not consumed), e.g. the solution of a nearby system: the run starts
+   * from r = B − H S₀ (one more product). Default 0.
+   */
+  initial?: tf.Tensor;
 }
 
 /** Why a preconditioned run was abandoned for plain CG. */
@@ -116,9 +121,13 @@ export async function blockConjugateGradient(
       const active = tf.cast(tf.greater(rowSums(tf.square(r), b), threshold), "float32") as tf.Tensor2D;
       return { x: x.clone(), r, p: z.clone(), rz, active, failed: tf.zerosLike(active) };
     });
-  const zero = tf.zerosLike(rhs);
-  let state = begin(zero, true);
-  zero.dispose();
+  let state: State;
+  if (options.initial) state = begin(options.initial, false);
+  else {
+    const zero = tf.zerosLike(rhs);
+    state = begin(zero, true);
+    zero.dispose();
+  }
   const history: number[] = [];
   let alphas: number[] = [], betas: number[] = [];
   let rhsNorm: Float64Array | undefined;

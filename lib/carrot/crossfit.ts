@@ -201,7 +201,13 @@ async function pointLosses(fit: HeadFit, data: LabeledFeatures): Promise<Float32
 }
 
 /**
- * L_cf (+ γR) at the fold heads and, when asked, its gradient `[n]`: the indirect term by Theorem B (one CG solve
+ * Each fold's last Theorem-B solution s_k = H_k⁻¹ ∇L_k, the warm start of its next CG solve (α moves little between
+ * outer steps, so s_k does too; the solve still runs to `cgTol`).
+ */
+type WarmSolutions = (tf.Tensor2D | undefined)[];
+
+/**
+ * L_cf (+ γR) at the fold heads and, when `warm` is given, its gradient `[n]`: the indirect term by Theorem B (one CG solve
  * per fold), for self-weighting the direct term (ℓ_j − L_k)/Σ_{j′∈k} α_{j′} of each held-out point j of fold k, and
  * γ ∂R_k/∂α with R_k the consistency regulariser of fold head k on its held-out points (`consistency.ts`).
  */
@@ -210,11 +216,11 @@ async function crossFitLoss(
   fits: readonly HeadFit[],
   alpha: Float32Array,
   options: CrossFitOptions,
-  withGradient: boolean,
+  warm: WarmSolutions | undefined,
 ): Promise<{ value: number; gradient?: Float32Array; heldOutLosses: Float32Array }> {
   const weighting = options.heldOutWeighting ?? "self", gamma = options.gamma ?? 0;
   const count = splits.parts.length;
-  const gradient = withGradient ? new Float32Array(alpha.length) : undefined;
+  const gradient = warm ? new Float32Array(alpha.length) : undefined;
   const heldOutLosses = new Float32Array(alpha.length);
   let value = 0;
   for (const [k, part] of splits.parts.entries()) {
@@ -226,11 +232,15 @@ async function crossFitLoss(
     part.heldOut.forEach((i, q) => heldOutLosses[i] = losses[q]);
     const foldLoss = losses.reduce((sum, l, q) => sum + weights[q] * l, 0) / total;
     value += foldLoss / count;
-    if (!gradient) continue;
+    if (!warm || !gradient) continue;
     const indirect = await validationAlphaGradient(fits[k], part.train, part.test, {
       valWeights: weights,
       tol: options.cgTol ?? 1e-4,
+      initialSolution: warm[k],
+      keepSolution: true,
     });
+    warm[k]?.dispose();
+    warm[k] = indirect.solution;
     part.inside.forEach((i, q) => gradient[i] += indirect.gradient[q] / count);
     if (weighting === "self") {
       part.heldOut.forEach((i, q) => gradient[i] += (losses[q] - foldLoss) / total / count);
@@ -264,10 +274,12 @@ export async function crossFitObjective(
       splits.dispose();
       throw error;
     });
+  const warm: WarmSolutions = [];
   try {
-    const { value, gradient } = await crossFitLoss(splits, fits, alpha, options, true);
+    const { value, gradient } = await crossFitLoss(splits, fits, alpha, options, warm);
     return { value, gradient: gradient!, folds };
   } finally {
+    tf.dispose(warm.filter((s) => s !== undefined));
     fits.forEach(disposeHead);
     splits.dispose();
   }
@@ -305,16 +317,17 @@ export async function crossFitReweight(
     options.onStep?.(full);
   };
   let stopReason: CrossFitResult["stopReason"] = "outer steps";
+  const warm: WarmSolutions = [];
   try {
     fits = await refitFolds(splits, alpha, splits.parts.map(() => options.init), resolved);
-    current = await crossFitLoss(splits, fits, alpha, options, true);
+    current = await crossFitLoss(splits, fits, alpha, options, warm);
     record({ step: first, objective: current.value, stepSize: 0, halvings: 0, accepted: true });
     for (let step = first + 1; step <= first + (options.outerSteps ?? 6); step++) {
       let eta = eta0, halvings = 0, accepted: { alpha: Float32Array; fits: HeadFit[] } | undefined;
       for (; halvings <= (options.maxHalvings ?? 4); halvings++, eta /= 2) {
         const candidate = constrainedStep(alpha, current.gradient!, train.labels, numClasses, eta, rho);
         const trialFits = await refitFolds(splits, candidate, fits, resolved);
-        if ((await crossFitLoss(splits, trialFits, candidate, options, false)).value < current.value) {
+        if ((await crossFitLoss(splits, trialFits, candidate, options, undefined)).value < current.value) {
           accepted = { alpha: candidate, fits: trialFits };
           break;
         }
@@ -327,10 +340,11 @@ export async function crossFitReweight(
       }
       fits.forEach(disposeHead);
       ({ alpha, fits } = accepted);
-      current = await crossFitLoss(splits, fits, alpha, options, true);
+      current = await crossFitLoss(splits, fits, alpha, options, warm);
       record({ step, objective: current.value, stepSize: eta, halvings, accepted: true });
     }
   } finally {
+    tf.dispose(warm.filter((s) => s !== undefined));
     fits.forEach(disposeHead);
     splits.dispose();
   }

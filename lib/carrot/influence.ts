@@ -153,6 +153,13 @@ export interface AlphaGradientOptions {
    * (see `cgPreconditioner`). Default "none".
    */
   preconditioner?: "none" | "ekfac";
+  /**
+   * Solver "cg" only: a starting point for s, e.g. the `solution` of the previous outer step of a reweighting run
+   * (`[K, d+1]`, not consumed). Between nearby α the systems differ little, so the warm start saves iterations.
+   */
+  initialSolution?: tf.Tensor2D;
+  /** Return s = (H + δI)⁻¹ ∇L_val as `solution` (owned by the caller) for a later warm start (default false). */
+  keepSolution?: boolean;
 }
 
 /** g = ∂L_val/∂α with the solver's diagnostics. */
@@ -180,6 +187,8 @@ export interface AlphaGradientResult {
   damping: number;
   /** −α_i g_i: the first-order prediction of L_val(α with α_i = 0) − L_val(α). */
   predictedLooChange(i: number): number;
+  /** s `[K, d+1]` when `keepSolution` was asked (the caller disposes it). */
+  solution?: tf.Tensor2D;
 }
 
 /**
@@ -251,11 +260,17 @@ async function solveHessian(
   }
   const preconditioner = options.preconditioner === "ekfac" ? await kroneckerInverse(fit, train) : undefined;
   try {
-    return await blockConjugateGradient((v) => operator.apply(v as tf.Tensor3D), rhs, {
-      tol: options.tol ?? 1e-6,
-      maxIter: options.maxIter,
-      preconditioner: preconditioner && ((v) => preconditioner.apply(v as tf.Tensor3D)),
-    });
+    const initial = options.initialSolution?.reshape(rhs.shape);
+    try {
+      return await blockConjugateGradient((v) => operator.apply(v as tf.Tensor3D), rhs, {
+        tol: options.tol ?? 1e-6,
+        maxIter: options.maxIter,
+        preconditioner: preconditioner && ((v) => preconditioner.apply(v as tf.Tensor3D)),
+        initial,
+      });
+    } finally {
+      initial?.dispose();
+    }
   } finally {
     preconditioner?.dispose();
   }
@@ -281,12 +296,13 @@ export async function validationAlphaGradient(
     const rhs = valGradient.expandDims(0) as tf.Tensor3D;
     const solved = await solveHessian(operator, fit, train, rhs, { ...options, damping });
     rhs.dispose();
+    const s = (solved.solution as tf.Tensor3D).squeeze([0]) as tf.Tensor2D;
+    solved.solution.dispose();
     const g = tf.tidy(() => {
-      const s = (solved.solution as tf.Tensor3D).squeeze([0]) as tf.Tensor2D;
       const residual = tf.sub(operator.probabilities, operator.problem.oneHot); // p_i − e_{y_i}
       return tf.neg(tf.sum(tf.mul(residual, logits(s, train.features)), 1));
     });
-    solved.solution.dispose();
+    const solution = options.keepSolution ? s : (s.dispose(), undefined);
     const [gradient, lossValue] = await readPacked([g, loss]);
     g.dispose();
     const alpha = fit.alpha;
@@ -301,6 +317,7 @@ export async function validationAlphaGradient(
       cgPreconditioner: solved.preconditioner,
       damping,
       predictedLooChange: (i: number) => -alpha[i] * gradient[i],
+      solution,
     };
   } finally {
     tf.dispose([valGradient, loss]);

@@ -84,6 +84,42 @@ Deno.test("validationAlphaGradient() matches central finite differences with ref
   }
 });
 
+Deno.test("validationAlphaGradient() warm-started from a nearby solution converges to the same g in fewer iterations", async () => {
+  const spec = { n: 300, dim: 20, numClasses: 10, lambda: 0.5, seed: 64 };
+  const p = problemWithVal(spec, 60);
+  const fit = await fitHead(p.train, { lambda: spec.lambda, alpha: p.alpha, tol: 1e-7 });
+  const cold = await validationAlphaGradient(fit, p.train, p.val, { tol: 1e-7, keepSolution: true });
+  assert.deepEqual(cold.solution!.shape, [spec.numClasses, spec.dim + 1]);
+  // at the solution itself: the first check already finds the residual below tolerance
+  const atSolution = await validationAlphaGradient(fit, p.train, p.val, {
+    tol: 1e-5,
+    initialSolution: cold.solution,
+  });
+  assert.ok(atSolution.cgIterations <= 4, `from the solution: ${atSolution.cgIterations} iterations`);
+  assert.ok(relMax(atSolution.gradient, cold.gradient) < 1e-4);
+  // from the solution of a nearby α (a reweighting step's situation): same g, fewer iterations than from 0
+  const nearbyAlpha = p.alpha.map((a, i) => a * (i % 3 === 0 ? 0.9 : 1.05));
+  const nearby = await fitHead(p.train, { lambda: spec.lambda, alpha: nearbyAlpha, tol: 1e-7 });
+  const fromZero = await validationAlphaGradient(nearby, p.train, p.val, { tol: 1e-7 });
+  const warm = await validationAlphaGradient(nearby, p.train, p.val, {
+    tol: 1e-7,
+    initialSolution: cold.solution,
+  });
+  assert.equal(cold.solution!.isDisposed, false); // not consumed
+  assert.ok(
+    relMax(warm.gradient, fromZero.gradient) < 1e-4,
+    `warm vs cold ${relMax(warm.gradient, fromZero.gradient)}`,
+  );
+  assert.ok(
+    warm.cgIterations < fromZero.cgIterations,
+    `warm ${warm.cgIterations} vs cold ${fromZero.cgIterations} iterations`,
+  );
+  assert.equal(warm.solution, undefined); // only kept when asked
+  cold.solution!.dispose();
+  [fit, nearby].forEach(disposeHead);
+  p.dispose();
+});
+
 const influenceDir = fixturePath("influence");
 
 Deno.test({

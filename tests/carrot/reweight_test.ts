@@ -87,6 +87,25 @@ Deno.test("reweight() with the exact estimator: L_val non-increasing, constraint
   tf.dispose([data.train.features, data.val.features, data.test.features]);
 });
 
+Deno.test("reweight(): inexact warm-started inner solves follow the exact run; the returned head is stationary", async () => {
+  const data = small(3);
+  const options = { lambda: 1, outerSteps: 6, rho: 0.5 };
+  const exact = await reweight(data.train, data.val, { ...options, tol: 1e-7, cgTol: 1e-7 });
+  const inexact = await reweight(data.train, data.val, options); // defaults: 1e-3 inside the loop, polished to 1e-6
+  assert.equal(inexact.trajectory.length, exact.trajectory.length);
+  let maxDiff = 0;
+  inexact.alpha.forEach((a, i) => maxDiff = Math.max(maxDiff, Math.abs(a - exact.alpha[i])));
+  assert.ok(maxDiff < 0.02, `max |α_inexact − α_exact| = ${maxDiff}`);
+  assertClose(inexact.trajectory.at(-1)!.valLoss, exact.trajectory.at(-1)!.valLoss, { rtol: 2e-3 });
+  assert.ok(
+    inexact.fit.relativeGradNorm <= 1e-6,
+    `returned head: relative gradient ${inexact.fit.relativeGradNorm}`,
+  );
+  assert.ok(inexact.fit.converged);
+  [exact.fit, inexact.fit].forEach(disposeHead);
+  tf.dispose([data.train.features, data.val.features, data.test.features]);
+});
+
 Deno.test("reweight() runs every estimator and the consistency term; options are validated", async () => {
   const data = small(3);
   for (const estimator of ["representer", "tracin", "trak"] as const) {
