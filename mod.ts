@@ -93,6 +93,7 @@ export {
   type HessianFactor,
   HessianNotPositiveDefiniteError,
   type InfluenceMethod,
+  solverCosts,
   type SolverReport,
 } from "./lib/carrot/direct.ts";
 export {

@@ -89,7 +89,7 @@ export async function benchInfluence(): Promise<void> {
     features: test.features.slice([0, 0], [500, -1]) as tf.Tensor2D,
     labels: test.labels.slice(0, 500),
   };
-  const exact = await timed(() => testInfluence(fit, train, subset, { topK: 10 }));
+  const exact = await timed(() => testInfluence(fit, train, subset, { topK: 10, method: "exact" }));
   log(`testInfluence exact top-10, 500 test points: ${exact.seconds.toFixed(2)} s`);
   const approx = await timed(() => testInfluence(fit, train, subset, { topK: 10, method: "ekfac" }));
   log(`testInfluence EK-FAC top-10, 500 test points: ${approx.seconds.toFixed(2)} s`);

@@ -65,7 +65,7 @@ export async function timeTestInfluence(
     labels: test.labels.slice(0, t),
   });
   const few = subset(52), many = subset(500);
-  const exact = await timed(() => testInfluence(fit, train, few, { topK: 10 }));
+  const exact = await timed(() => testInfluence(fit, train, few, { topK: 10, method: "exact" }));
   log(
     `testInfluence exact top-10: 52 test points ${exact.seconds.toFixed(1)} s → 500 test points ≈ ` +
       `${(exact.seconds * 500 / 52).toFixed(0)} s`,

@@ -79,8 +79,8 @@ const schema = z.object({
     "standard errors CARROT's validation gain must exceed to replace ERM (else α = 1 is kept)",
   ),
   topK: z.coerce.number().int().min(1).default(10).describe("supporters/opposers per test image"),
-  influenceMethod: z.enum(["exact", "ekfac"]).default("ekfac").describe(
-    "test influence: exact block CG or EK-FAC",
+  influenceMethod: z.enum(["auto", "direct", "exact", "ekfac"]).default("ekfac").describe(
+    "test influence: EK-FAC, or exact by block CG (exact), a Cholesky factor of H (direct), or whichever costs less (auto)",
   ),
   faithfulnessMethods: z.union([z.array(z.string()), z.string().transform((s) => s.split(","))])
     .default(["representer", "influence", "random"]).describe("methods compared by remove/keep top-K"),

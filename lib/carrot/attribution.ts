@@ -79,7 +79,7 @@ export async function attributionScores(
     case "influence-ekfac": {
       const matrix = new Float32Array(n * t);
       await testInfluence(fit, train, points, {
-        method: method === "influence" ? "exact" : "ekfac",
+        method: method === "influence" ? "auto" : "ekfac",
         topK: 1,
         onBlock: (start, scores, b) => {
           for (let i = 0; i < n; i++) {

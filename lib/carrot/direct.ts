@@ -41,6 +41,11 @@ export interface DirectSolverOptions {
   memoryBudget?: number;
   /** Largest K(d+1) that method "auto" factors (default 16384); "direct" ignores it. */
   maxSize?: number;
+  /**
+   * Method "auto": the CG iterations assumed per right-hand side when comparing costs (default 100; measured 35–45 on
+   * the CUB-sized preset, ~300 on the MNIST-shaped problem).
+   */
+  cgIterationsEstimate?: number;
   /** Largest tile of the blocked Cholesky, in rows (default 512). */
   tileSize?: number;
   /**
@@ -541,17 +546,38 @@ function formatBytes(bytes: number): string {
 }
 
 /**
+ * Multiply-adds of the two exact paths for `rightHandSides` solves (n training rows, width d+1, K classes,
+ * N = K(d+1)): direct = assembly n (d+1)² K(K+1)/2 + Cholesky N³/6 (the triangular solves, 2N² per solve, are
+ * left out: they are small beside either); block CG = rightHandSides × iterations × 2 n (d+1) K (two products per
+ * Hessian-vector product).
+ */
+export function solverCosts(
+  fit: HeadFit,
+  train: LabeledFeatures,
+  rightHandSides: number,
+  iterations: number,
+): { direct: number; cg: number } {
+  const n = train.features.shape[0], width = fit.weights.shape[1], k = fit.numClasses, size = k * width;
+  return {
+    direct: n * width * width * k * (k + 1) / 2 + size ** 3 / 6,
+    cg: rightHandSides * iterations * 2 * n * width * k,
+  };
+}
+
+/**
  * Picks the H⁻¹ solver of an influence computation. "exact" and "ekfac" are taken as asked. "auto" factors H
- * (`factorHessian`) when N = K(d+1) ≤ `maxSize` (default 16384) and `directFactorBytes` ≤ `memoryBudget`, else
- * uses block CG; "direct" factors whatever N, within the budget. Either falls back to block CG ("exact") when the
- * budget is exceeded or H is not positive definite in float32, and says so in `report.reason`. The caller disposes
- * `factor`; `report.direct` is the factor's live diagnostics object.
+ * (`factorHessian`) when N = K(d+1) ≤ `maxSize` (default 16384), `directFactorBytes` ≤ `memoryBudget`, and — when
+ * the number of solves `rightHandSides` is given — the factorisation costs fewer multiply-adds than block CG would
+ * for them at `cgIterationsEstimate` iterations each (`solverCosts`); else it uses block CG. "direct" factors
+ * whatever N, within the budget. Either falls back to block CG ("exact") when the budget is exceeded or H is not
+ * positive definite in float32, and says so in `report.reason`. The caller disposes `factor`; `report.direct` is
+ * the factor's live diagnostics object.
  */
 export async function chooseHessianSolver(
   fit: HeadFit,
   train: LabeledFeatures,
   requested: InfluenceMethod,
-  options: DirectSolverOptions = {},
+  options: DirectSolverOptions & { rightHandSides?: number } = {},
 ): Promise<{ factor?: HessianFactor; report: SolverReport }> {
   if (requested === "exact" || requested === "ekfac") {
     return { report: { requested, method: requested, reason: "requested" } };
@@ -559,6 +585,19 @@ export async function chooseHessianSolver(
   const size = fit.numClasses * fit.weights.shape[1], maxSize = options.maxSize ?? 16384;
   const cg = (reason: string) => ({ report: { requested, method: "exact" as const, reason } });
   if (requested === "auto" && size > maxSize) return cg(`K(d+1) = ${size} > maxSize ${maxSize}: block CG`);
+  let cheaper = "";
+  if (requested === "auto" && options.rightHandSides !== undefined) {
+    const iterations = options.cgIterationsEstimate ?? 100;
+    const cost = solverCosts(fit, train, options.rightHandSides, iterations);
+    const gmac = (v: number) => `${(v / 1e9).toPrecision(3)} GMAC`;
+    const versus =
+      `factorising H ≈ ${
+        gmac(cost.direct)
+      }, block CG for ${options.rightHandSides} solves at ~${iterations} ` +
+      `iterations ≈ ${gmac(cost.cg)}`;
+    if (cost.direct >= cost.cg) return cg(`${versus}: block CG`);
+    cheaper = `; ${versus}`;
+  }
   const bytes = directFactorBytes(fit, train, options), budget = options.memoryBudget ?? 1.5 * 2 ** 30;
   if (bytes > budget) {
     return cg(
@@ -569,7 +608,7 @@ export async function chooseHessianSolver(
   }
   try {
     const factor = await factorHessian(fit, train, options);
-    const why = requested === "auto" ? `K(d+1) = ${size} ≤ maxSize ${maxSize}` : "requested";
+    const why = requested === "auto" ? `K(d+1) = ${size} ≤ maxSize ${maxSize}${cheaper}` : "requested";
     const damped = factor.diagnostics.damping > 0
       ? `; damping δ = ${factor.diagnostics.damping.toExponential(2)} in the factor, removed by refinement`
       : "";

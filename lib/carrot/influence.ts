@@ -348,7 +348,8 @@ export interface TestInfluenceOptions {
    * else "exact". "direct" and "auto" fall back to "exact" when the budget is exceeded or H is not positive
    * definite in float32; `onSolver` says which ran and why. "ekfac": eigenvalue-corrected Kronecker
    * factorisation H ≈ (Q_A ⊗ Q_C) Λ (Q_A ⊗ Q_C)ᵀ + λI — two eigendecompositions (K×K, (d+1)×(d+1)) once, then
-   * each inverse-HVP is two small products per test point. Default "exact".
+   * each inverse-HVP is two small products per test point. Default "auto", which also weighs the factorisation
+   * against block CG for this many test points (`chooseHessianSolver`).
    */
   method?: InfluenceMethod;
   /** Options of the direct path ("direct", "auto"): memory budget, size threshold, tiles, refinement. */
@@ -483,6 +484,7 @@ function lossGradients(fit: HeadFit, block: LabeledFeatures) {
 async function blockSolver(
   fit: HeadFit,
   train: LabeledFeatures,
+  points: number,
   options: Pick<
     TestInfluenceOptions,
     "method" | "blockSize" | "tol" | "maxIter" | "direct" | "preconditioner" | "onCgSolve"
@@ -491,8 +493,9 @@ async function blockSolver(
   const n = train.features.shape[0], k = fit.numClasses;
   const operator = hessianOperator(fit, train);
   const approximation = options.method === "ekfac" ? await kroneckerInverse(fit, train) : undefined;
-  const chosen = await chooseHessianSolver(fit, train, options.method ?? "exact", {
+  const chosen = await chooseHessianSolver(fit, train, options.method ?? "auto", {
     tol: options.tol,
+    rightHandSides: points,
     ...options.direct,
   }).catch((error) => {
     operator.dispose();
@@ -551,7 +554,7 @@ export async function testInfluence(
     k = fit.numClasses,
     width = fit.weights.shape[1];
   const topK = Math.min(options.topK ?? 10, n);
-  const solver = await blockSolver(fit, train, options);
+  const solver = await blockSolver(fit, train, t, options);
   const trainResidual = tf.tidy(() => tf.sub(solver.operator.probabilities, solver.operator.problem.oneHot)); // [n, K]
   const out: TestInfluence[] = [];
   try {
@@ -639,7 +642,7 @@ export async function selfInfluence(
     }
     return out;
   }
-  const solver = await blockSolver(fit, train, options);
+  const solver = await blockSolver(fit, train, t, options);
   const out = new Float32Array(t);
   try {
     for (let start = 0; start < t; start += solver.blockSize) {

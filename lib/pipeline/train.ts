@@ -35,6 +35,7 @@ import { evaluateHeadWithTemperature, fitTemperature } from "../carrot/temperatu
 import { evaluateHead, type Metrics } from "../carrot/metrics.ts";
 import { explain } from "../carrot/representer.ts";
 import { testInfluence } from "../carrot/influence.ts";
+import type { InfluenceMethod } from "../carrot/direct.ts";
 import { faithfulness, type FaithfulnessRow } from "../carrot/faithfulness.ts";
 import {
   type AlphaByTruth,
@@ -110,8 +111,11 @@ export interface TrainConfig {
   z: number;
   /** Supporters/opposers per test image in explanations.jsonl. */
   topK: number;
-  /** Influence scores of explanations and faithfulness: exact block CG, or EK-FAC (cheaper on large problems). */
-  influenceMethod: "exact" | "ekfac";
+  /**
+   * Influence scores of explanations and faithfulness: EK-FAC (cheaper on large problems), or exact by block CG
+   * ("exact"), the Cholesky factor of H ("direct"), or whichever `chooseHessianSolver` finds cheaper ("auto").
+   */
+  influenceMethod: InfluenceMethod;
   /** Faithfulness: the methods compared. */
   faithfulnessMethods: AttributionMethod[];
   /** Faithfulness: test points sampled. */

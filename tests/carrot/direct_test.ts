@@ -7,6 +7,7 @@ import {
   directFactorBytes,
   factorHessian,
   HessianNotPositiveDefiniteError,
+  solverCosts,
   type SolverReport,
 } from "../../lib/carrot/direct.ts";
 import { selfInfluence, testInfluence, type TestInfluenceOptions } from "../../lib/carrot/influence.ts";
@@ -15,6 +16,7 @@ import type { LabeledFeatures } from "../../lib/carrot/labeled_features.ts";
 import { Random } from "../../lib/random.ts";
 import { hessian64 } from "../_reference_head.ts";
 import { randomProblem } from "../_problems.ts";
+import { assertClose } from "../_assert.ts";
 
 await selectBackend("wasm", { threads: 1, quiet: true });
 
@@ -116,7 +118,12 @@ Deno.test("factorHessian() solves H X = G like the float64 dense Cholesky refere
 Deno.test('testInfluence() and selfInfluence(): method "direct" equals "exact" (CG at tol 1e-8); "auto" picks direct and says why', async () => {
   const p = problem({ n: 120, dim: 6, numClasses: 4, lambda: 0.5, seed: 81 }, 9);
   const fit = await fitHead(p.train, { lambda: 0.5, alpha: p.alpha, tol: 1e-7 });
-  const exact = await scoreMatrix(fit, p.train, p.test, { topK: 5, blockSize: 4, tol: 1e-8 });
+  const exact = await scoreMatrix(fit, p.train, p.test, {
+    topK: 5,
+    blockSize: 4,
+    tol: 1e-8,
+    method: "exact",
+  });
   assert.deepEqual(exact.report, { requested: "exact", method: "exact", reason: "requested" });
   const before = tf.memory().numTensors;
   const direct = await scoreMatrix(fit, p.train, p.test, {
@@ -137,7 +144,28 @@ Deno.test('testInfluence() and selfInfluence(): method "direct" equals "exact" (
   assert.equal(auto.report.method, "direct");
   assert.match(auto.report.reason, /K\(d\+1\) = 28 ≤ maxSize 16384/);
   assert.ok(relMax(auto.matrix, exact.matrix) < 1e-4, `auto vs CG ${relMax(auto.matrix, exact.matrix)}`);
-  const selfExact = await selfInfluence(fit, p.train, p.train, { blockSize: 50, tol: 1e-8 });
+  // the cost model: n = 120, d + 1 = 7, K = 4, N = 28 — direct 120·7²·(4·5/2) + 28³/6, CG per solve and iteration
+  // 2·120·7·4; "auto" is also the default, and with one solve at one iteration CG is cheaper
+  const costs = solverCosts(fit, p.train, 9, 100);
+  assertClose(costs.direct, 120 * 49 * 10 + 28 ** 3 / 6, { rtol: 1e-12 });
+  assert.equal(costs.cg, 9 * 100 * 2 * 120 * 7 * 4);
+  const byDefault = await scoreMatrix(fit, p.train, p.test, {});
+  assert.equal(byDefault.report.method, "direct");
+  assert.match(
+    byDefault.report.reason,
+    /; factorising H ≈ 0\.0000625 GMAC, block CG for 9 solves at ~100 iterations ≈ 0\.00605 GMAC$/,
+  );
+  const oneSolve = await chooseHessianSolver(fit, p.train, "auto", {
+    rightHandSides: 1,
+    cgIterationsEstimate: 1,
+  });
+  assert.equal(oneSolve.factor, undefined);
+  assert.equal(oneSolve.report.method, "exact");
+  assert.match(
+    oneSolve.report.reason,
+    /block CG for 1 solves at ~1 iterations ≈ 0\.00000672 GMAC: block CG$/,
+  );
+  const selfExact = await selfInfluence(fit, p.train, p.train, { blockSize: 50, tol: 1e-8, method: "exact" });
   let selfReport: SolverReport | undefined;
   const selfDirect = await selfInfluence(fit, p.train, p.train, {
     method: "direct",
@@ -200,7 +228,7 @@ Deno.test("factorHessian() refuses a factorisation over the memory budget; testI
   assert.equal(bytes, 4 * (216 + 216 + 216 + 1080 + 720));
   await assert.rejects(() => factorHessian(fit, p.train, { memoryBudget: bytes - 1 }), /memoryBudget/);
   const before = tf.memory().numTensors;
-  const exact = await scoreMatrix(fit, p.train, p.test, { tol: 1e-8 });
+  const exact = await scoreMatrix(fit, p.train, p.test, { tol: 1e-8, method: "exact" });
   const refused = await scoreMatrix(fit, p.train, p.test, {
     method: "direct",
     tol: 1e-8,

@@ -126,6 +126,7 @@ for (const backend of ["cpu", "wasm", "webgpu"] as const) {
         topK: 3,
         blockSize: 16,
         tol: 1e-7,
+        method: "exact",
         onCgSolve: (d) => solves.push(d),
       })
     );
