@@ -81,7 +81,10 @@ export interface ReweightOptions {
   tol?: number;
   /** CG tolerance of the estimator "influence" inside the loop (default 1e-3). */
   cgTol?: number;
-  /** Tolerance of the ERM start and of the returned head, refitted to it after the loop (default 1e-6). */
+  /**
+   * Tolerance of the returned head, refitted to it after the loop, and of the λ tuning when `lambda` is not given
+   * (default 1e-6). A given λ's ERM start is the loop's first point, fitted to `tol`.
+   */
   finalTol?: number;
   /** Seed of the stochastic estimators (TracIn order, TRAK projections; default 0). */
   seed?: number;
@@ -274,11 +277,11 @@ export async function reweight(
       numClasses: options.numClasses,
       tol: options.finalTol,
     })).fit;
-  } else {
+  } else { // the start is the loop's first point: fitted to the loop's tolerance, polished at the end like the rest
     fit = await fitHead(train, {
       lambda: options.lambda,
       numClasses: options.numClasses,
-      tol: options.finalTol,
+      tol: options.tol ?? 1e-3,
     });
   }
   const k = fit.numClasses, labels = train.labels;
