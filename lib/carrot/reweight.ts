@@ -27,7 +27,7 @@
  * warm-started (refits from the previous W and its L-BFGS pairs, CG from the previous solution s = H⁻¹∇L_val, which
  * changes where CG starts, not what it converges to). The returned head is then refitted to `finalTol` (1e-6), so
  * it is stationary and Theorem A holds for it. On the CUB-sized preset (20 steps, `deno task bench reweight`) the
- * whole call takes 60–68 s instead of 178–190 s with every solve to 1e-6, with max |Δα_i| = 0.011 and the same
+ * whole call takes 53–59 s instead of 155–190 s with every solve to 1e-6, with max |Δα_i| = 0.009 and the same
  * test top-1.
  *
  * The ESS projection. With the mass fixed, Σ_{i∈c} α_i² = ‖α_c − 1‖² + n_c, so ESS_c ≥ ρ n_c ⇔
