@@ -4,7 +4,7 @@
  *   minimise_α  F(α) = L_val(W*(α)) + γ R(α)   with  W*(α) = argmin_W J(W; α),
  *   subject to  α ≥ 0,  Σ_{i∈c} α_i = n_c  (class masses are kept),  ESS_c(α) = (Σ_{i∈c} α_i)² / Σ_{i∈c} α_i² ≥ ρ n_c,
  * for every (observed) training class c. Each outer step:
- *   1. refit the head from the previous W (weights and L-BFGS curvature; to stationarity);
+ *   1. refit the head from the previous W (weights and L-BFGS curvature; to `tol`, see "Inexact inner solves");
  *   2. g = ∂L_val/∂α by the chosen estimator, plus γ ∂R/∂α (`consistency.ts`):
  *      influence    Theorem B, one CG solve (exact);
  *      representer  Theorem B with H ≈ λI: g_i ≈ −(1/λ)(p_i − e_{y_i})ᵀ ∇_W L_val h_i. Derivation from β: at
