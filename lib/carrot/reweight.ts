@@ -6,7 +6,7 @@
  * for every (observed) training class c. Each outer step:
  *   1. refit the head from the previous W (weights and L-BFGS curvature; to `tol`, see "Inexact inner solves");
  *   2. g = ∂L_val/∂α by the chosen estimator, plus γ ∂R/∂α (`consistency.ts`):
- *      influence    Theorem B, one CG solve (exact);
+ *      influence    Theorem B, one CG solve (exact up to `cgTol`);
  *      representer  Theorem B with H ≈ λI: g_i ≈ −(1/λ)(p_i − e_{y_i})ᵀ ∇_W L_val h_i. Derivation from β: at
  *                   stationarity W = Σ_i β_i h_iᵀ with β_i = −(α_i/λ)(p_i − e_{y_i}); holding the p_i fixed,
  *                   ∂W/∂α_i = β_i h_iᵀ/α_i, so ∂L_val/∂α_i ≈ ⟨∇_W L_val, β_i h_iᵀ⟩/α_i — exact when H = λI, i.e. it
