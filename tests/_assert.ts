@@ -33,6 +33,15 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m;
 }
 
+/** max_i |a_i − b_i| / max_i |b_i|: the largest error relative to the reference's scale. */
+export function relMax(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < a.length; i++) {
+    [num, den] = [Math.max(num, Math.abs(a[i] - b[i])), Math.max(den, Math.abs(b[i]))];
+  }
+  return num / den;
+}
+
 /** `../shared/fixtures/<sub>` when present, else the committed copy in `tests/fixtures/<sub>`, else undefined. */
 export function fixturePath(sub: string): string | undefined {
   for (const base of ["../../shared/fixtures/", "./fixtures/"]) {

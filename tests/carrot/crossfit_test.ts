@@ -9,6 +9,7 @@ import { selectRows } from "../../lib/split.ts";
 import { effectiveSampleSizes } from "../../lib/carrot/reweight.ts";
 import { makeFineGrainedFeatures } from "../../lib/data/synthetic_features.ts";
 import { Random } from "../../lib/random.ts";
+import { relMax } from "../_assert.ts";
 
 await selectBackend("wasm", { threads: 1, quiet: true });
 
@@ -29,14 +30,6 @@ const small = (
 
 const dispose = (data: ReturnType<typeof small>) =>
   tf.dispose([data.train.features, data.val.features, data.test.features]);
-
-const relMax = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let num = 0, den = 0;
-  for (let i = 0; i < a.length; i++) {
-    [num, den] = [Math.max(num, Math.abs(a[i] - b[i])), Math.max(den, Math.abs(b[i]))];
-  }
-  return num / den;
-};
 
 Deno.test("stratifiedFolds() balances every class over the folds and is seeded", () => {
   const labels = Int32Array.from({ length: 103 }, (_, i) => i % 7);

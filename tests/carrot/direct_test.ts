@@ -16,17 +16,9 @@ import type { LabeledFeatures } from "../../lib/carrot/labeled_features.ts";
 import { Random } from "../../lib/random.ts";
 import { hessian64 } from "../_reference_head.ts";
 import { randomProblem } from "../_problems.ts";
-import { assertClose } from "../_assert.ts";
+import { assertClose, relMax } from "../_assert.ts";
 
 await selectBackend("wasm", { threads: 1, quiet: true });
-
-const relMax = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let num = 0, den = 0;
-  for (let i = 0; i < a.length; i++) {
-    [num, den] = [Math.max(num, Math.abs(a[i] - b[i])), Math.max(den, Math.abs(b[i]))];
-  }
-  return num / den;
-};
 
 /** Train and test splits drawn from the same class means; α ~ U[0.5, 1.5] on train. */
 function problem(

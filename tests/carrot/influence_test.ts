@@ -13,20 +13,12 @@ import {
 import { alphaFiniteDifference, looExact } from "../../lib/carrot/loo.ts";
 import { kendallTau, spearman } from "../../lib/stats.ts";
 import { Random } from "../../lib/random.ts";
-import { assertClose, fixturePath } from "../_assert.ts";
+import { assertClose, fixturePath, relMax } from "../_assert.ts";
 import { fitHead64, hessian64 } from "../_reference_head.ts";
 import { alphaGradient64 } from "../_reference_influence.ts";
 import { problemWithVal } from "../_problems.ts";
 
 await selectBackend("wasm", { threads: 1, quiet: true });
-
-const relMax = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let num = 0, den = 0;
-  for (let i = 0; i < a.length; i++) {
-    [num, den] = [Math.max(num, Math.abs(a[i] - b[i])), Math.max(den, Math.abs(b[i]))];
-  }
-  return num / den;
-};
 
 Deno.test("hessianVectorProduct() equals the dense float64 Hessian; CG converges within K(d+1) iterations", async () => {
   const p = problemWithVal({ n: 100, dim: 5, numClasses: 4, lambda: 0.7, seed: 51 }, 30);

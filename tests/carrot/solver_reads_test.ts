@@ -15,6 +15,7 @@ import { readCount, readPacked, readScalar, readValues } from "../../lib/carrot/
 import { fitHead64 } from "../_reference_head.ts";
 import { alphaGradient64 } from "../_reference_influence.ts";
 import { availableBackends, problemWithVal, randomProblem } from "../_problems.ts";
+import { relMax } from "../_assert.ts";
 
 const backends = await availableBackends();
 
@@ -32,14 +33,6 @@ async function counted<T>(work: () => Promise<T>): Promise<{ result: T; reads: n
   const result = await work();
   return { result, reads: readCount() - helper, raw: rawReads - raw };
 }
-
-const relMax = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let num = 0, den = 0;
-  for (let i = 0; i < a.length; i++) {
-    [num, den] = [Math.max(num, Math.abs(a[i] - b[i])), Math.max(den, Math.abs(b[i]))];
-  }
-  return num / den;
-};
 
 Deno.test("readValues / readScalar / readPacked count one read each and return the values", async () => {
   await selectBackend("cpu", { quiet: true });
