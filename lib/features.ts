@@ -1,7 +1,8 @@
 /**
  * Batched, resumable feature extraction: images → backbone pooled features h_i [N, D], cached on disk.
  *
- * Cache layout, one folder per (dataset, split, model) under `cacheDir`:
+ * Cache layout, one folder per (dataset, split, model, weights) under `cacheDir`, named
+ * `<dataset>__<split>__<model>__<first 12 hex digits of the weights SHA-256>`:
  * - `features.json` — the sidecar: the cache key (dataset, split, model name and config, weights SHA-256,
  *   preprocessing, D), the shard size, how many images are done, their ids and labels, and whether it is complete;
  * - `shard-00000.safetensors`, … — `features` [≤ shardSize, D] F32 of the images done so far, while incomplete;
@@ -104,9 +105,13 @@ interface Sidecar {
 const SIDECAR = "features.json", COMPLETE = "features.safetensors";
 const shardName = (i: number) => `shard-${String(i).padStart(5, "0")}.safetensors`;
 
-/** A file-system-safe folder name for the cache of one (dataset, split, model). */
+/**
+ * A file-system-safe folder name for the cache of one (dataset, split, model, weights): the first 12 hex digits of
+ * the weights' SHA-256 end the name, so new weights for a model name (a retrained backbone) get a fresh cache.
+ */
 function folderName(key: FeatureCacheKey): string {
-  return [key.dataset, key.split, key.model].map((s) => s.replace(/[^A-Za-z0-9._-]+/g, "_")).join("__");
+  return [key.dataset, key.split, key.model, key.weightsSha256.slice(0, 12)]
+    .map((s) => s.replace(/[^A-Za-z0-9._-]+/g, "_")).join("__");
 }
 
 function emptySidecar(key: FeatureCacheKey, shardSize: number): Sidecar {

@@ -1,7 +1,8 @@
 /**
  * `deno task pretrain-synth`: trains `vit_tiny_synth`, the small ViT behind the embedded default, from random
  * weights (`finetune`, mode "erm") on SynthBirds' "pretrain" preset (128 classes disjoint from the default task's:
- * 8 body colours × all 16 combinations of the four small parts), by default with attribute supervision (one
+ * 8 body colours × all 16 combinations of the four small parts, each image's small parts enlarged by a factor
+ * f ~ U[1, 2] so that they are seen large as well as at class size), by default with attribute supervision (one
  * softmax per part: hue, tail, beak shape, beak colour, wing bars, crown, eye ring), then measures what the
  * features are worth: a linear probe (`linearProbe`: CARROT's ERM head, λ chosen on val by NLL, top-1 on test) on
  * the default SynthBirds task, for the pretrained weights and for random weights of the same architecture. Writes
@@ -30,7 +31,7 @@ const NAME = "vit_tiny_synth";
 /** λ grid of the probes: 10^{-3} … 10^{3} in half decades, wide enough that neither probe's optimum is at an edge. */
 const LAMBDA_GRID = Array.from({ length: 13 }, (_, i) => 10 ** (-3 + i / 2));
 const Options = z.object({
-  epochs: z.number().int().min(1).default(6).describe("training epochs"),
+  epochs: z.number().int().min(1).default(8).describe("training epochs"),
   batchSize: z.number().int().min(1).default(32).describe("images per update"),
   learningRate: z.number().positive().default(1e-3).describe("peak AdamW learning rate"),
   minLearningRate: z.number().min(0).default(1e-5).describe("final learning rate of the cosine schedule"),
@@ -43,7 +44,7 @@ const Options = z.object({
       "classes: the 128 pretrain classes",
   ),
   trainPerClass: z.number().int().min(1).default(40).describe("training images per pretrain class"),
-  cropScale: z.number().gt(0).max(1).default(0.35).describe(
+  cropScale: z.number().gt(0).max(1).default(0.8).describe(
     "smallest area fraction of the random resized crop",
   ),
   seed: z.number().int().default(0).describe("seed of the initial weights, data order and augmentation"),

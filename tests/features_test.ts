@@ -85,7 +85,7 @@ Deno.test("extractFeatures() resumes an interrupted run where it stopped and equ
     }),
     /interrupted/,
   );
-  const dir = join(cacheDir, "toy__train__custom");
+  const dir = join(cacheDir, `toy__train__custom__${model.weightsSha256.slice(0, 12)}`);
   const sidecar = JSON.parse(readFileSync(join(dir, "features.json"), "utf8"));
   assert.equal(sidecar.done, 10);
   assert.deepEqual(sidecar.shards, ["shard-00000.safetensors", "shard-00001.safetensors"]);
@@ -117,10 +117,10 @@ Deno.test("extractFeatures() resumes an interrupted run where it stopped and equ
   await Deno.remove(root, { recursive: true });
 });
 
-Deno.test("extractFeatures() refuses a cache made with other weights or preprocessing, or another image order", async () => {
+Deno.test("extractFeatures() keeps a cache per weights; refuses one made with other preprocessing or image order", async () => {
   const cacheDir = await Deno.makeTempDir({ prefix: "carrot-features-" });
   const model = await tinyModel(1);
-  const dir = join(cacheDir, "toy__train__custom");
+  const dir = join(cacheDir, `toy__train__custom__${model.weightsSha256.slice(0, 12)}`);
   await assert.rejects(
     extractFeatures(images(9), model, {
       cacheDir,
@@ -131,20 +131,30 @@ Deno.test("extractFeatures() refuses a cache made with other weights or preproce
     }),
     /stop/,
   );
+  // other weights for the same model name (a retrained backbone): a cache folder of their own, computed afresh
   const other = await tinyModel(2);
-  await assert.rejects(extractFeatures(images(9), other, { cacheDir }), (e: Error) => {
-    assert.ok(e instanceof RangeError);
-    assert.match(
-      e.message,
-      /^Feature cache .*toy__train__custom was made with weightsSha256="[0-9a-f]{64}", not weightsSha256=/,
-    );
-    assert.ok(e.message.includes(`Delete ${dir} to recompute, or pass another cacheDir`), e.message);
-    return true;
-  });
+  const fresh = await extractFeatures(images(9), other, { cacheDir });
+  assert.equal(fresh.computed, 9);
+  assert.equal(fresh.cachePath, join(cacheDir, `toy__train__custom__${other.weightsSha256.slice(0, 12)}`));
+  assert.notEqual(other.weightsSha256.slice(0, 12), model.weightsSha256.slice(0, 12));
+  assert.equal(
+    JSON.parse(readFileSync(join(dir, "features.json"), "utf8")).done,
+    4,
+    "the first cache is untouched",
+  );
+  tf.dispose(fresh.features);
   const renormalised = await tinyModel(1, { preprocessing: { mean: [0.5, 0.5, 0.5] } });
   await assert.rejects(
     extractFeatures(images(9), renormalised, { cacheDir }),
-    /was made with preprocessing=/,
+    (e: Error) => {
+      assert.ok(e instanceof RangeError);
+      assert.match(
+        e.message,
+        /^Feature cache .*toy__train__custom__[0-9a-f]{12} was made with preprocessing=/,
+      );
+      assert.ok(e.message.includes(`Delete ${dir} to recompute, or pass another cacheDir`), e.message);
+      return true;
+    },
   );
   await assert.rejects(
     extractFeatures(images(9, (k) => 8 - k), model, { cacheDir }),

@@ -3,7 +3,9 @@
  * bars, tail, legs, head, crown, eye, eye ring, beak) on a textured background, anti-aliased by coverage
  * clamp(0.5 − d, 0, 1) with d the distance in pixels. The class fixes the parts (`BirdSpecies`); everything
  * else is nuisance drawn per image: pose (facing, rotation, scale, position), perch, background texture,
- * lighting gradient and gain, colour jitter and pixel noise. Private to `lib/data/`.
+ * lighting gradient and gain, colour jitter and pixel noise. `partScale` f enlarges the small parts (beak about
+ * its base, eye-ring radius and width, wing-bar width, crown depth) by f; f = 1 draws them at their class size.
+ * Private to `lib/data/`.
  */
 import type { Random } from "../random.ts";
 import type { RgbImage } from "./images.ts";
@@ -198,13 +200,18 @@ function paintBackground(canvas: Canvas, random: Random, shortcut: ShortcutTextu
   }
 }
 
-/** Renders one image of `species` with fresh nuisance from `random`; `shortcut` replaces the background. */
+/**
+ * Renders one image of `species` with fresh nuisance from `random`; `shortcut` replaces the background and
+ * `partScale` enlarges the small parts (module JSDoc).
+ */
 export function renderBird(
   species: BirdSpecies,
   random: Random,
   size: number,
   shortcut?: ShortcutTexture,
+  partScale = 1,
 ): RgbImage {
+  const f = partScale;
   const u = () => random.uniform();
   const pose = {
     cx: size * (0.5 + 0.16 * (u() - 0.5)),
@@ -249,30 +256,45 @@ export function renderBird(
   canvas.paint(wing, shaded(dark), [-0.08, -0.04], 0.4);
   for (let b = 0; b < species.wingBars; b++) {
     const at = b === 0 ? -0.04 : 0.1;
-    canvas.paint((x, y) => Math.max(wing(x, y), Math.abs(x - at + 0.3 * (y + 0.04)) - 0.035), flat(pale), [
-      at,
-      -0.04,
-    ], 0.25);
+    canvas.paint(
+      (x, y) => Math.max(wing(x, y), Math.abs(x - at + 0.3 * (y + 0.04)) - 0.035 * f),
+      flat(pale),
+      [
+        at,
+        -0.04,
+      ],
+      0.25,
+    );
   }
   const head = circle([0.5, -0.3], 0.24);
   canvas.paint(head, shaded(body), [0.5, -0.3], 0.3);
   const crown = species.crown === "red" ? hsv([0.99 + 0.02 * (u() - 0.5), 0.85, 0.85]) : scaleRgb(body, 0.8);
-  canvas.paint((x, y) => Math.max(head(x, y), y + 0.36 + 0.25 * (x - 0.5)), flat(crown), [0.5, -0.42], 0.25);
+  canvas.paint( // the cap: the head above a line 0.18 f below its top
+    (x, y) => Math.max(head(x, y), y + 0.36 - 0.18 * (f - 1) + 0.25 * (x - 0.5)),
+    flat(crown),
+    [0.5, -0.42],
+    0.25,
+  );
   if (species.eyeRing) {
     canvas.paint(
-      (x, y) => Math.abs(Math.hypot(x - 0.57, y - 0.33) - 0.095) - 0.04,
+      (x, y) => Math.abs(Math.hypot(x - 0.57, y + 0.33) - 0.095 * f) - 0.04 * f,
       flat([0.97, 0.97, 0.95]),
       [0.57, -0.33],
-      0.15,
+      0.15 * f,
     );
   }
   canvas.paint(circle([0.57, -0.33], 0.05), flat([0.05, 0.05, 0.07]), [0.57, -0.33], 0.08);
   const [bh, bs, bv] = BEAK_COLOURS[species.beakColour];
   canvas.paint(
-    polygon(BEAKS[species.beakShape]),
+    polygon(
+      f === 1 ? BEAKS[species.beakShape] : BEAKS[species.beakShape].map(([x, y]): Vec => [
+        0.66 + f * (x - 0.66),
+        -0.28 + f * (y + 0.28),
+      ]),
+    ),
     flat(hsv([bh + 0.02 * (u() - 0.5), bs, bv * (0.9 + 0.1 * u())])),
-    [0.85, -0.28],
-    0.25,
+    [0.85 + 0.19 * (f - 1), -0.28],
+    0.25 * f,
   );
 
   // Lighting: a global gain and a linear gradient in a random direction, then sensor noise.

@@ -12,10 +12,14 @@
  * background (a checkerboard in a hue of their class) that never appears in val or test.
  *
  * Presets: "default" (20 classes, 60/10/30 per class, 20% noise, 10% shortcuts) and "pretrain" (128 disjoint
- * classes, clean, 40/5/5 per class) for pretraining a tiny backbone. The pretrain groups hold all 16 combinations
- * of the four small parts, so no part can be predicted from the coarse look: in groups of four with the other two
- * parts fixed per group (the first design), a backbone trained on part attributes predicted the fixed parts from
- * the group (73–75% on the parts, about half the images by group alone) and did not learn to see them.
+ * classes, clean, 40/5/5 per class, small parts enlarged per image by f ~ U[1, 2]) for pretraining a tiny backbone.
+ * The pretrain groups hold all 16 combinations of the four small parts, so no part can be predicted from the coarse
+ * look: in groups of four with the other two parts fixed per group (the first design), a backbone trained on part
+ * attributes predicted the fixed parts from the group (73–75% on the parts, about half the images by group alone)
+ * and did not learn to see them.
+ *
+ * Generator version 2 (manifest `version`): version 1 never drew the eye ring (its centre had the wrong sign), so
+ * siblings that differ only in it were identical; trees of version 1 are refused with the fix (regenerate).
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -47,6 +51,11 @@ export interface SynthBirdsOptions {
   shortcutFraction?: number;
   /** Side of the square images in pixels. Default 64. */
   imageSize?: number;
+  /**
+   * Range [lo, hi] of the per-image factor f ~ U[lo, hi] that enlarges the small parts (`_bird_render.ts`), a
+   * nuisance that makes them easier to see. Preset default: [1, 1] (drawn at class size, no draw) / [1, 2].
+   */
+  partScale?: [number, number];
   /** Called as images are written, with (done, total). */
   onProgress?: (done: number, total: number) => void;
 }
@@ -68,8 +77,8 @@ export interface SynthBirdsClass {
 export interface SynthBirdsManifest {
   /** Identifies the file. */
   format: "carrot-synthbirds";
-  /** Manifest layout version. */
-  version: 1;
+  /** Generator version: 2 draws the eye ring (version 1 never did: its centre had the wrong sign) and `partScale`. */
+  version: 2;
   /** The settings the tree was generated with; a reload must ask for the same. */
   config: SynthBirdsConfig;
   /** Classes in label order. */
@@ -128,6 +137,7 @@ const PRESETS: Record<"default" | "pretrain", SynthBirdsConfig> = {
     labelNoise: 0.2,
     shortcutFraction: 0.1,
     imageSize: 64,
+    partScale: [1, 1],
   },
   pretrain: {
     preset: "pretrain",
@@ -137,6 +147,7 @@ const PRESETS: Record<"default" | "pretrain", SynthBirdsConfig> = {
     labelNoise: 0,
     shortcutFraction: 0,
     imageSize: 64,
+    partScale: [1, 2],
   },
 };
 
@@ -156,8 +167,9 @@ export function synthBirdsConfig(options: Omit<SynthBirdsOptions, "root"> = {}):
     labelNoise: options.labelNoise ?? base.labelNoise,
     shortcutFraction: options.shortcutFraction ?? base.shortcutFraction,
     imageSize: options.imageSize ?? base.imageSize,
+    partScale: [...(options.partScale ?? base.partScale)] as [number, number],
   };
-  const { numClasses, labelNoise, shortcutFraction, imageSize } = config;
+  const { numClasses, labelNoise, shortcutFraction, imageSize, partScale } = config;
   const most = groupSize(preset) * MAX_GROUPS;
   if (!(Number.isInteger(numClasses) && numClasses >= 2 && numClasses <= most)) {
     throw new RangeError(`SynthBirds: numClasses must be an integer in 2..${most}, got ${numClasses}`);
@@ -174,6 +186,9 @@ export function synthBirdsConfig(options: Omit<SynthBirdsOptions, "root"> = {}):
   }
   if (!(Number.isInteger(imageSize) && imageSize >= 16)) {
     throw new RangeError(`SynthBirds: imageSize must be ≥ 16`);
+  }
+  if (!(partScale.length === 2 && partScale[0] > 0 && partScale[1] >= partScale[0] && partScale[1] <= 3)) {
+    throw new RangeError(`SynthBirds: partScale must be [lo, hi] with 0 < lo ≤ hi ≤ 3, got [${partScale}]`);
   }
   return config;
 }
@@ -325,11 +340,13 @@ export function materializeSynthBirds(options: SynthBirdsOptions): SynthBirdsMan
       for (let i = 0; i < count; i++) {
         const noisy = order[i] < nNoisy, shortcut = !noisy && order[i] < nNoisy + nShortcut;
         const label = noisy ? flipLabel(trueLabel, classes, random) : trueLabel;
+        const [lo, hi] = config.partScale;
         const image = renderBird(
           classes[trueLabel].species,
           random,
           config.imageSize,
           shortcut ? { hue: trueLabel / classes.length, period: 3 + (trueLabel % 4) } : undefined,
+          hi > lo ? lo + (hi - lo) * random.uniform() : lo,
         );
         const id = `${split}/${classes[label].name}/${String(images.length).padStart(5, "0")}.png`;
         mkdirSync(join(root, split, classes[label].name), { recursive: true });
@@ -339,7 +356,7 @@ export function materializeSynthBirds(options: SynthBirdsOptions): SynthBirdsMan
       }
     }
   }
-  const manifest: SynthBirdsManifest = { format: "carrot-synthbirds", version: 1, config, classes, images };
+  const manifest: SynthBirdsManifest = { format: "carrot-synthbirds", version: 2, config, classes, images };
   const temporary = join(root, `${MANIFEST}.tmp`);
   writeFileSync(temporary, JSON.stringify(manifest) + "\n");
   renameSync(temporary, join(root, MANIFEST));
@@ -379,6 +396,13 @@ export function loadSynthBirds(root: string, options: LoadSynthBirdsOptions = {}
     warnings.push(`SynthBirds: materialised ${manifest.images.length} images into ${resolve(root)}`);
   } else {
     manifest = JSON.parse(readFileSync(manifestPath, "utf8"));
+    if (manifest.format === "carrot-synthbirds" && manifest.version !== 2) {
+      throw new DatasetError(
+        manifestPath,
+        `SynthBirds: ${root} was generated by an older CARROT (generator version ${manifest.version}, whose ` +
+          `eye rings were never drawn); delete the folder to regenerate it`,
+      );
+    }
     if (
       manifest.format !== "carrot-synthbirds" || JSON.stringify(manifest.config) !== JSON.stringify(config)
     ) {
