@@ -1,7 +1,8 @@
 /**
  * `deno task bench reweight`: one full RRO run (20 outer steps, influence estimator with the default inexact
  * warm-started inner solves, ρ = 0.5, γ = 0) on the CUB-sized synthetic preset (n = 5994, d = 768, K = 200, 2000
- * val) — the wall time of the method at CUB scale — and `testInfluence` top-10 (exact block CG on 52 test points, scaled to 500; EK-FAC on 500).
+ * val) — the wall time of the method at CUB scale — and `testInfluence` top-10 (exact block CG on 52 test points,
+ * scaled to 500; EK-FAC on 500).
  */
 import * as tf from "@tensorflow/tfjs";
 import { disposeHead, type HeadFit } from "../lib/carrot/head.ts";

@@ -590,11 +590,9 @@ export async function chooseHessianSolver(
     const iterations = options.cgIterationsEstimate ?? 100;
     const cost = solverCosts(fit, train, options.rightHandSides, iterations);
     const gmac = (v: number) => `${(v / 1e9).toPrecision(3)} GMAC`;
+    const direct = gmac(cost.direct), blockCg = gmac(cost.cg), solves = options.rightHandSides;
     const versus =
-      `factorising H ≈ ${
-        gmac(cost.direct)
-      }, block CG for ${options.rightHandSides} solves at ~${iterations} ` +
-      `iterations ≈ ${gmac(cost.cg)}`;
+      `factorising H ≈ ${direct}, block CG for ${solves} solves at ~${iterations} iterations ≈ ${blockCg}`;
     if (cost.direct >= cost.cg) return cg(`${versus}: block CG`);
     cheaper = `; ${versus}`;
   }

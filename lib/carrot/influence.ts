@@ -302,7 +302,8 @@ export async function validationAlphaGradient(
       const residual = tf.sub(operator.probabilities, operator.problem.oneHot); // p_i − e_{y_i}
       return tf.neg(tf.sum(tf.mul(residual, logits(s, train.features)), 1));
     });
-    const solution = options.keepSolution ? s : (s.dispose(), undefined);
+    if (!options.keepSolution) s.dispose();
+    const solution = options.keepSolution ? s : undefined;
     const [gradient, lossValue] = await readPacked([g, loss]);
     g.dispose();
     const alpha = fit.alpha;

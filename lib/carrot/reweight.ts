@@ -47,6 +47,9 @@ import { type ConsistencyOptions, consistencyRegularizer } from "./consistency.t
 import { evaluateHead } from "./metrics.ts";
 import { tuneLambda } from "./lambda.ts";
 
+/** Default relative tolerance of the refits and CG solves inside the outer loop ("Inexact inner solves"). */
+const LOOP_TOL = 1e-3;
+
 /** How g = ∂L_val/∂α is estimated. */
 export type ReweightEstimator = "influence" | "representer" | "tracin" | "trak";
 
@@ -197,7 +200,7 @@ async function estimateGradient(
   }
   if (estimator === "influence") {
     const result = await validationAlphaGradient(fit, train, val, {
-      tol: options.cgTol ?? 1e-3,
+      tol: options.cgTol ?? LOOP_TOL,
       initialSolution: warm.solution,
       keepSolution: true,
     });
@@ -281,7 +284,7 @@ export async function reweight(
     fit = await fitHead(train, {
       lambda: options.lambda,
       numClasses: options.numClasses,
-      tol: options.tol ?? 1e-3,
+      tol: options.tol ?? LOOP_TOL,
     });
   }
   const k = fit.numClasses, labels = train.labels;
@@ -326,7 +329,7 @@ export async function reweight(
           alpha: candidate,
           numClasses: k,
           init: fit,
-          tol: options.tol ?? 1e-3,
+          tol: options.tol ?? LOOP_TOL,
         });
         const at = await evaluateObjective(refit, train, val, options, warm);
         if (at.objective < current.objective) {

@@ -329,6 +329,7 @@ export function materializeSynthBirds(options: SynthBirdsOptions): SynthBirdsMan
   }
   const classes = synthBirdsClasses(config.preset, config.numClasses);
   const random = new Random(config.seed);
+  const [lo, hi] = config.partScale;
   const images: SynthBirdsManifest["images"] = [];
   const total = config.numClasses * (config.perClass.train + config.perClass.val + config.perClass.test);
   for (const split of ["train", "val", "test"] as const) {
@@ -340,7 +341,6 @@ export function materializeSynthBirds(options: SynthBirdsOptions): SynthBirdsMan
       for (let i = 0; i < count; i++) {
         const noisy = order[i] < nNoisy, shortcut = !noisy && order[i] < nNoisy + nShortcut;
         const label = noisy ? flipLabel(trueLabel, classes, random) : trueLabel;
-        const [lo, hi] = config.partScale;
         const image = renderBird(
           classes[trueLabel].species,
           random,
