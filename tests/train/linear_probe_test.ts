@@ -45,3 +45,20 @@ Deno.test("linearProbe() picks λ on val, reports val and test metrics of that h
   await assert.rejects(linearProbe(model, noTest), /has no test items/);
   model.dispose();
 });
+
+Deno.test("the committed vit_tiny_synth reaches its card's linear probe (≥ 60% test top-1) on a freshly generated default SynthBirds", async () => {
+  // end to end: the generator (a part that is not drawn caps the siblings, as the eye ring once did), the weights
+  // and the probe; the card's figure is what `deno task pretrain-synth` measured
+  await selectBackend("wasm", { threads: 2, quiet: true });
+  const weights = new URL("../../data/weights/vit_tiny_synth.safetensors", import.meta.url).pathname;
+  const card = JSON.parse(Deno.readTextFileSync(weights.replace(/\.safetensors$/, ".json")));
+  const model = await loadTimmModel("vit_tiny_synth", weights);
+  const dataset = loadSynthBirds(join(root, "default"), { preset: "default" });
+  const result = await linearProbe(model, dataset, { lambdaGrid: card.linearProbe.lambdaGrid });
+  model.dispose();
+  assert.ok(result.test.accuracy >= 0.6, `probe test top-1 ${result.test.accuracy}`);
+  assertClose(result.test.accuracy, card.linearProbe.pretrained.testAccuracy, {
+    atol: 2 / 600, // two of the 600 test images: the card was measured in another process
+    what: "probe test top-1 vs the card",
+  });
+});
