@@ -123,22 +123,41 @@ async function sharpDecoder(reason: string): Promise<ImageDecoder> {
   };
 }
 
+/**
+ * A codec's `.wasm` file (`file` relative to the package's `entry`) compiled from its bytes. The codecs would
+ * otherwise compile it with `WebAssembly.instantiateStreaming(fetch(…))`, and Deno's streaming compilation can
+ * abort the whole process (a V8 "Check failed: validate_functions_job_handle_" panic seen in `deno test
+ * --parallel`); compiling a buffer takes the same time here and has no such path.
+ */
+async function compileCodec(entry: string, file: string): Promise<WebAssembly.Module> {
+  return await WebAssembly.compile(await Deno.readFile(new URL(file, import.meta.resolve(entry))));
+}
+
 /** The WASM codecs, loaded once: every decoder object shares them, so libjpeg's messages have one destination. */
 let wasmCodecs: Promise<ImageDecoder["decode"]> | undefined;
 
 function loadWasmCodecs(): Promise<ImageDecoder["decode"]> {
   wasmCodecs ??= (async () => {
-    const [{ default: decodeJpeg, init: initJpeg }, { decode: decodePng }] = await Promise.all([
-      import("@jsquash/jpeg/decode.js"),
-      import("@jsquash/png/decode.js"),
-    ]);
+    const [{ default: decodeJpeg, init: initJpeg }, { decode: decodePng, init: initPng }, jpegWasm, pngWasm] =
+      await Promise.all([
+        import("@jsquash/jpeg/decode.js"),
+        import("@jsquash/png/decode.js"),
+        compileCodec("@jsquash/jpeg/decode.js", "codec/dec/mozjpeg_dec.wasm"),
+        compileCodec("@jsquash/png/decode.js", "codec/pkg/squoosh_png_bg.wasm"),
+      ]);
+    await initPng(pngWasm);
     // libjpeg's messages go into the error instead of the console (lib/ never prints). The message buffer is
     // shared by every decode, so JPEG decodes run one at a time (the WASM codec is single-threaded anyway):
     // concurrent decodes could otherwise clear or mix each other's messages.
     let libjpegSays = "";
     const capture = (message: string) =>
       void (libjpegSays = libjpegSays ? `${libjpegSays}; ${message}` : message);
-    await initJpeg({ print: capture, printErr: capture });
+    // decode.js takes (module, options); its .d.ts still declares only (options).
+    const initJpegWith = initJpeg as (
+      module: WebAssembly.Module,
+      options: Parameters<typeof initJpeg>[0],
+    ) => Promise<void>;
+    await initJpegWith(jpegWasm, { print: capture, printErr: capture });
     let previous: Promise<unknown> = Promise.resolve();
     const decodeJpegAlone = (buffer: ArrayBuffer) => {
       const run = previous.then(async () => {
