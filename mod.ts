@@ -290,6 +290,7 @@ export {
   crossFitReweight,
   type CrossFitStep,
   type HeldOutWeighting,
+  outOfFoldLosses,
   stratifiedFolds,
 } from "./lib/carrot/crossfit.ts";
 export {

@@ -15,7 +15,7 @@
  * T, CARROT − ERM (mean ± std of the per-seed difference) and how often CARROT's selection fell back to α = 1.
  *
  * Each finished cell is stored in its own file under `bench/results/robustness/` (atomic write); a rerun skips stored
- * cells, so an interrupted bench resumes (`--fresh` starts over, `--only <substring>` runs matching cells,
+ * cells, so an interrupted bench resumes (`--fresh` starts over, `--only <regexp>` runs matching cells,
  * `--shard i/n` runs every n-th cell from the i-th, so that n processes with one WASM thread each share the grid,
  * `--rerun carrot,…` recomputes those rows of stored cells and keeps the others).
  */
@@ -218,7 +218,7 @@ export function robustnessTable(cells: readonly RobustnessCell[]): string {
 
 /** Options of `benchRobustness`. */
 export interface RobustnessOptions {
-  /** Run only the cells whose id contains this string. */
+  /** Run only the cells whose id matches this regular expression (a plain id or part of one matches itself). */
   only?: string;
   /** Ignore stored results. */
   fresh?: boolean;
@@ -246,11 +246,12 @@ export function storedRobustnessCells(): RobustnessCell[] {
 export async function benchRobustness(options: RobustnessOptions = {}): Promise<RobustnessCell[]> {
   const cells = allCells();
   const [shard, shards] = (options.shard ?? "0/1").split("/").map(Number);
+  const only = options.only === undefined ? undefined : new RegExp(options.only);
   if (!(shards >= 1 && shard >= 0 && shard < shards)) {
     throw new RangeError(`bench robustness: --shard must be i/n with 0 ≤ i < n, got ${options.shard}`);
   }
   for (const [index, cell] of cells.entries()) {
-    if (index % shards !== shard || (options.only && !cell.id.includes(options.only))) continue;
+    if (index % shards !== shard || (only && !only.test(cell.id))) continue;
     const stored = loadResult(cell.id, options.fresh ?? false);
     const methods = (cell.methods ?? robustnessMethods).filter((m) => !stored || options.rerun?.includes(m));
     if (stored && methods.length === 0) {

@@ -49,7 +49,9 @@ const Options = z.object({
   dump: z.string().optional().describe(
     "head: write the CUB-sized problem to this folder for the sklearn baseline",
   ),
-  only: z.string().optional().describe("robustness: run only the cells whose id contains this"),
+  only: z.string().optional().describe(
+    "robustness: run only the cells whose id matches this regular expression",
+  ),
   shard: z.string().regex(/^\d+\/\d+$/, "expected i/n").optional().describe(
     "robustness: run every n-th cell from the i-th (i/n)",
   ),

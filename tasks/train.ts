@@ -72,6 +72,9 @@ const schema = z.object({
     "carrot: cap on the steps of a path that keeps running while its last step is the best on val (default " +
       "outerSteps: off)",
   ),
+  trimSplits: z.coerce.number().int().min(1).optional().describe(
+    "carrot: fold assignments whose out-of-fold losses are averaged to rank points for trimming (default 5)",
+  ),
   folds: z.coerce.number().int().min(2).default(3).describe(
     "folds of CARROT's cross-fitted objective (the library default is 5; 3 keeps the default run within 180 s)",
   ),

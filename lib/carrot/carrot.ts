@@ -9,11 +9,13 @@
  *      the held-out losses of the fold it is not in) plus, for w = α, the direct term (ℓ_j − L_k)/Σα of the
  *      held-out point itself (its out-of-fold loss against its fold's mean). No validation point enters it.
  *   3. Selection (`selection.ts`): every accepted step of every trajectory is a candidate, and so is loss trimming
- *      (`trim.ts`) at each fraction of `trimFractions`, by the out-of-fold losses of the α ≡ 1 fold heads that the
- *      paths fitted anyway (a zeroth-order alternative: where the harm is plain label noise at a rate near q, dropping
- *      the worst-predicted points outright beats any first-order path of a few steps). Each candidate is refitted on
- *      all of train, temperature-scaled on val and scored by its calibrated validation loss. The best is kept only if
- *      its paired gain over ERM exceeds z standard errors; otherwise α ≡ 1 (fallback), reported with the numbers.
+ *      (`trim.ts`) at each fraction of `trimFractions`, by out-of-fold losses at α ≡ 1 averaged over R fold
+ *      assignments (`trimSplits`: the paths' own and R − 1 more, `outOfFoldLosses`) — a zeroth-order alternative:
+ *      where the harm is plain label noise at a rate near q, dropping the worst-predicted points outright beats any
+ *      first-order path of a few steps, and averaging splits keeps a point's fate from hanging on which points
+ *      happened to share its fold. Each candidate is refitted on all of train, temperature-scaled on val and scored
+ *      by its calibrated validation loss. The best is kept only if its paired gain over ERM exceeds z standard
+ *      errors; otherwise α ≡ 1 (fallback), reported with the numbers.
  *      Optionally (`maxOuterSteps`), a trajectory whose last step is the best so far runs on.
  *   4. Calibration: the returned head carries its temperature fitted on val (ERM's too, in `ermTemperature`).
  *
@@ -32,6 +34,7 @@ import {
   crossFitReweight,
   type CrossFitStep,
   type HeldOutWeighting,
+  outOfFoldLosses,
 } from "./crossfit.ts";
 import { CandidateScorer, type SelectionResult } from "./selection.ts";
 import { lossTrimAlpha } from "./trim.ts";
@@ -68,6 +71,12 @@ export interface CarrotOptions extends
    * `[]` offers only the paths.
    */
   trimFractions?: readonly number[];
+  /**
+   * Fold assignments R whose out-of-fold losses are averaged for the trimming (default `defaultTrimSplits`): the
+   * first paths' own (seed `seed`), then R − 1 more (seeds `seed` + 1, …), each F fold heads at α ≡ 1
+   * (`outOfFoldLosses`). 1 trims by the paths' single split, as before.
+   */
+  trimSplits?: number;
   /** Standard errors the selected gain must exceed to replace ERM (default 1). */
   z?: number;
   /** Called after each outer step of each trajectory. */
@@ -99,12 +108,26 @@ export const defaultCarrotPaths: readonly CarrotPath[] = [
  */
 export const defaultTrimFractions: readonly number[] = [0.1, 0.2, 0.3];
 
+/**
+ * The default number of fold assignments averaged for trimming (fixed before the grid was rerun with it): with one
+ * split, the chosen set moved by about ±1 test point from split to split on SynthBirds (an exploratory run, see
+ * the README); averaging R splits divides that partition variance by R at R − 1 more sets of F fold fits.
+ */
+export const defaultTrimSplits = 5;
+
 /** A candidate's label in words: "ERM", "trim 20% by out-of-fold loss" or "self, γ 0, step 3". */
 export function describeCandidate(label: Record<string, number | string>): string {
   if (label.weighting === "trim") {
-    return `trim ${Math.round(Number(label.fraction) * 100)}% by out-of-fold loss`;
+    const splits = Number(label.splits ?? 1);
+    return `trim ${Math.round(Number(label.fraction) * 100)}% by out-of-fold loss` +
+      (splits > 1 ? ` (mean of ${splits} fold splits)` : "");
   }
   return label.step === 0 ? "ERM" : `${label.weighting}, γ ${label.gamma}, step ${label.step}`;
+}
+
+/** (ℓ_first + (R − 1) ℓ̄_rest) / R: the mean over R splits of one split's losses and the mean of the R − 1 others. */
+function averageLosses(first: Float32Array, rest: Float32Array, splits: number): Float32Array {
+  return Float32Array.from(first, (l, i) => (l + (splits - 1) * rest[i]) / splits);
 }
 
 /** What `carrotReweight` chose and why. */
@@ -139,6 +162,10 @@ export async function carrotReweight(
       "carrotReweight: the validation split is empty; λ, selection and the fallback need it",
     );
   }
+  const splits = options.trimSplits ?? defaultTrimSplits;
+  if (!(Number.isInteger(splits) && splits >= 1)) {
+    throw new RangeError(`carrotReweight: trimSplits must be an integer ≥ 1, got ${splits}`);
+  }
   const tuned = await tuneLambda(train, val, {
     grid: options.lambda === undefined ? options.lambdaGrid : [options.lambda],
     numClasses: options.numClasses,
@@ -147,6 +174,7 @@ export async function carrotReweight(
   const erm = tuned.fit, numClasses = erm.numClasses;
   const paths = options.paths ?? defaultCarrotPaths;
   const outerSteps = options.outerSteps ?? 6, maxOuterSteps = options.maxOuterSteps ?? outerSteps;
+  const crossFit = { lambda: tuned.lambda, numClasses, init: erm.weights };
   const scorer = new CandidateScorer(train, val, {
     lambda: tuned.lambda,
     numClasses,
@@ -169,9 +197,7 @@ export async function carrotReweight(
         ...options,
         ...path,
         consistency: options.consistency ?? { form: "own-class" },
-        lambda: tuned.lambda,
-        numClasses,
-        init: erm.weights,
+        ...crossFit,
         outerSteps: steps,
         start: last && { alpha: last.alpha, step: last.step },
         onStep: (entry) => (!last || entry.step > last.step) && options.onStep?.(path, entry),
@@ -190,13 +216,19 @@ export async function carrotReweight(
       }
     };
     for (const p of paths.keys()) await extend(p, outerSteps);
-    // trimming by the out-of-fold losses at α ≡ 1 (every path's step 0 holds them; the folds are shared)
+    // trimming by the out-of-fold losses at α ≡ 1 (every path's step 0 holds them; the folds are shared),
+    // averaged with those of splits − 1 more fold assignments
     const atOne = trajectories[0]?.steps[0]?.heldOutLosses;
-    for (const fraction of atOne ? options.trimFractions ?? defaultTrimFractions : []) {
+    const fractions = atOne ? options.trimFractions ?? defaultTrimFractions : [];
+    const seed = options.seed ?? 0, extra = Array.from({ length: splits - 1 }, (_, r) => seed + 1 + r);
+    const trimLosses = fractions.length > 0 && extra.length > 0
+      ? averageLosses(atOne!, await outOfFoldLosses(train, extra, { ...options, ...crossFit }), splits)
+      : atOne;
+    for (const fraction of fractions) {
       pathOf.push(-1);
       await scorer.add({
-        alpha: lossTrimAlpha(atOne!, train.labels, fraction, { keepClassMass: true }),
-        label: { weighting: "trim", gamma: 0, step: 0, fraction },
+        alpha: lossTrimAlpha(trimLosses!, train.labels, fraction, { keepClassMass: true }),
+        label: { weighting: "trim", gamma: 0, step: 0, fraction, splits },
       });
     }
     // with maxOuterSteps > outerSteps: while the best candidate is the last step of a path that could go on, that

@@ -201,6 +201,47 @@ async function pointLosses(fit: HeadFit, data: LabeledFeatures): Promise<Float32
 }
 
 /**
+ * Out-of-fold losses at α ≡ 1, averaged over the stratified fold assignments of `seeds` (repeated cross-fitting):
+ *
+ *   ℓ̄_i = (1/R) Σ_r ℓ_i(W*_{−k_r(i)}),   W*_{−k} fitted (α ≡ 1) on every fold of assignment r but k,
+ *
+ * where k_r(i) is i's fold in assignment r. Each term still comes from a head that never saw i; averaging over R
+ * partitions removes the variance that one random partition adds to i's score (which points share i's fold decides
+ * which head judges it), as repeated sample splitting does for cross-fitted estimators.
+ */
+export async function outOfFoldLosses(
+  train: LabeledFeatures,
+  seeds: readonly number[],
+  options: Pick<CrossFitOptions, "lambda" | "numClasses" | "folds" | "init" | "tol">,
+): Promise<Float32Array> {
+  if (seeds.length === 0) {
+    throw new RangeError("outOfFoldLosses: seeds is empty; give at least one fold assignment");
+  }
+  const numClasses = options.numClasses ?? inferNumClasses(train.labels), count = options.folds ?? 5;
+  const n = train.labels.length, sum = new Float64Array(n), ones = new Float32Array(n).fill(1);
+  for (const seed of seeds) {
+    const splits = foldSplits(train, stratifiedFolds(train.labels, count, seed), count);
+    try {
+      const fits = await refitFolds(splits, ones, splits.parts.map(() => options.init), {
+        ...options,
+        numClasses,
+      });
+      try {
+        for (const [k, part] of splits.parts.entries()) {
+          const losses = await pointLosses(fits[k], part.test);
+          part.heldOut.forEach((i, q) => sum[i] += losses[q]);
+        }
+      } finally {
+        fits.forEach(disposeHead);
+      }
+    } finally {
+      splits.dispose();
+    }
+  }
+  return Float32Array.from(sum, (total) => total / seeds.length);
+}
+
+/**
  * Each fold's last Theorem-B solution s_k = H_k⁻¹ ∇L_k, the warm start of its next CG solve (α moves little between
  * outer steps, so s_k does too; the solve still runs to `cgTol`).
  */

@@ -105,6 +105,8 @@ export interface TrainConfig {
   outerSteps?: number;
   /** CARROT: cap on the steps of a path extended while its last step is the best on val (default outerSteps: off). */
   maxOuterSteps?: number;
+  /** CARROT: fold assignments averaged to rank points for trimming (default `defaultTrimSplits`). */
+  trimSplits?: number;
   /** Folds of CARROT's cross-fitted objective. */
   folds: number;
   /** Standard errors CARROT's selected gain must exceed on val to replace ERM. */
@@ -354,6 +356,7 @@ async function reweightSeed(
       stepSize,
       outerSteps,
       maxOuterSteps: config.maxOuterSteps,
+      trimSplits: config.trimSplits,
       folds: config.folds,
       z: config.z,
       seed,

@@ -1,8 +1,15 @@
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
 import { selectBackend } from "../../lib/backend.ts";
-import { crossFitObjective, crossFitReweight, stratifiedFolds } from "../../lib/carrot/crossfit.ts";
-import { carrotReweight, defaultTrimFractions } from "../../lib/carrot/carrot.ts";
+import {
+  crossFitObjective,
+  crossFitReweight,
+  outOfFoldLosses,
+  stratifiedFolds,
+} from "../../lib/carrot/crossfit.ts";
+import { carrotReweight, defaultTrimFractions, describeCandidate } from "../../lib/carrot/carrot.ts";
+import { lossTrimAlpha } from "../../lib/carrot/trim.ts";
+import type { LabeledFeatures } from "../../lib/carrot/labeled_features.ts";
 import { selectWeighting } from "../../lib/carrot/selection.ts";
 import { disposeHead, fitHead, headLogits } from "../../lib/carrot/head.ts";
 import { selectRows } from "../../lib/split.ts";
@@ -104,34 +111,101 @@ Deno.test("crossFitReweight(): L_cf non-increasing over accepted steps; α ≥ 0
   dispose(data);
 });
 
+/** Each point's loss under the head fitted (at `alpha`) on every fold of assignment `seed` but its own, by hand. */
+async function lossesWithoutOwnFold(
+  train: LabeledFeatures,
+  alpha: Float32Array,
+  options: { folds: number; seed: number; lambda: number },
+): Promise<Float64Array> {
+  const assignment = stratifiedFolds(train.labels, options.folds, options.seed);
+  const losses = new Float64Array(train.labels.length);
+  for (let k = 0; k < options.folds; k++) {
+    const inside = Int32Array.from(train.labels.keys()).filter((i) => assignment[i] !== k);
+    const heldOut = Int32Array.from(train.labels.keys()).filter((i) => assignment[i] === k);
+    const part = selectRows(train, inside), test = selectRows(train, heldOut);
+    const fit = await fitHead(part, {
+      lambda: options.lambda,
+      numClasses: 8,
+      alpha: Float32Array.from(inside, (i) => alpha[i]),
+      tol: 1e-7,
+    });
+    const logProbabilities = tf.tidy(() => tf.logSoftmax(headLogits(fit, test.features)));
+    const values = await logProbabilities.array();
+    heldOut.forEach((i, q) => losses[i] = -values[q][train.labels[i]]);
+    tf.dispose([logProbabilities, part.features, test.features]);
+    disposeHead(fit);
+  }
+  return losses;
+}
+
+const assertLossesClose = (actual: ArrayLike<number>, expected: ArrayLike<number>, what: string) => {
+  for (let i = 0; i < expected.length; i++) {
+    assert.ok(
+      Math.abs(actual[i] - expected[i]) < 1e-3 * Math.max(1, expected[i]),
+      `${what}, point ${i}: ${actual[i]} vs ${expected[i]}`,
+    );
+  }
+};
+
 Deno.test("crossFitReweight(): heldOutLosses are each point's loss under the head fitted without its fold", async () => {
   const data = small(5, 0.2), folds = 3, lambda = 0.5;
   const run = await crossFitReweight(data.train, { lambda, numClasses: 8, folds, outerSteps: 1, tol: 1e-7 });
-  const assignment = stratifiedFolds(data.train.labels, folds, 0);
   for (const entry of run.trajectory) {
-    for (let k = 0; k < folds; k++) {
-      const inside = Int32Array.from(data.train.labels.keys()).filter((i) => assignment[i] !== k);
-      const heldOut = Int32Array.from(data.train.labels.keys()).filter((i) => assignment[i] === k);
-      const part = selectRows(data.train, inside), test = selectRows(data.train, heldOut);
-      const fit = await fitHead(part, {
-        lambda,
-        numClasses: 8,
-        alpha: Float32Array.from(inside, (i) => entry.alpha[i]),
-        tol: 1e-7,
-      });
-      const logProbabilities = tf.tidy(() => tf.logSoftmax(headLogits(fit, test.features)));
-      const values = await logProbabilities.array();
-      heldOut.forEach((i, q) => {
-        const expected = -values[q][data.train.labels[i]];
-        assert.ok(
-          Math.abs(entry.heldOutLosses[i] - expected) < 1e-3 * Math.max(1, expected),
-          `step ${entry.step}, point ${i}: ${entry.heldOutLosses[i]} vs ${expected}`,
-        );
-      });
-      tf.dispose([logProbabilities, part.features, test.features]);
-      disposeHead(fit);
-    }
+    const expected = await lossesWithoutOwnFold(data.train, entry.alpha, { folds, seed: 0, lambda });
+    assertLossesClose(entry.heldOutLosses, expected, `step ${entry.step}`);
   }
+  dispose(data);
+});
+
+Deno.test("outOfFoldLosses(): the mean over fold assignments of each point's loss without its fold; carrotReweight trims by it", async () => {
+  const data = small(7, 0.4), folds = 3, lambda = 0.5, n = data.train.labels.length;
+  const before = tf.memory().numTensors;
+  const ones = new Float32Array(n).fill(1);
+  const bySeed = await Promise.all(
+    [0, 1, 2].map((seed) => lossesWithoutOwnFold(data.train, ones, { folds, seed, lambda })),
+  );
+  assertLossesClose(
+    await outOfFoldLosses(data.train, [1], { lambda, numClasses: 8, folds, tol: 1e-7 }),
+    bySeed[1],
+    "seed 1",
+  );
+  const mean12 = bySeed[1].map((l, i) => (l + bySeed[2][i]) / 2);
+  assertLossesClose(
+    await outOfFoldLosses(data.train, [1, 2], { lambda, numClasses: 8, folds, tol: 1e-7 }),
+    mean12,
+    "mean of seeds 1, 2",
+  );
+  assert.notDeepEqual(bySeed[1], bySeed[2], "two assignments should judge points by different heads");
+  await assert.rejects(outOfFoldLosses(data.train, [], { lambda }), /seeds is empty/);
+  // carrotReweight with R = 3 and no outer steps: its only trimming drops the top 30% of the mean over seeds 0, 1, 2
+  const run = await carrotReweight(data.train, data.val, {
+    lambda,
+    numClasses: 8,
+    folds,
+    outerSteps: 0,
+    paths: [{ heldOutWeighting: "uniform", gamma: 0 }],
+    trimFractions: [0.3],
+    trimSplits: 3,
+    tol: 1e-8,
+    z: 0, // keep any gain: this test is about which points the trimming drops, not about the veto
+  });
+  assert.ok(!run.selection.fallback, `noise 0.4, yet: ${run.selection.reason}`);
+  assert.deepEqual(run.selection.rows[run.selection.chosen].label, {
+    weighting: "trim",
+    gamma: 0,
+    step: 0,
+    fraction: 0.3,
+    splits: 3,
+  });
+  const mean = Float32Array.from(ones, (_, i) => (bySeed[0][i] + bySeed[1][i] + bySeed[2][i]) / 3);
+  assert.deepEqual(run.alpha, lossTrimAlpha(mean, data.train.labels, 0.3, { keepClassMass: true }));
+  assert.match(describeCandidate(run.selection.rows[run.selection.chosen].label), /mean of 3 fold splits/);
+  disposeHead(run.fit);
+  await assert.rejects(
+    carrotReweight(data.train, data.val, { lambda, trimSplits: 0 }),
+    /trimSplits must be an integer ≥ 1/,
+  );
+  assert.equal(tf.memory().numTensors, before, "tensors leaked");
   dispose(data);
 });
 
