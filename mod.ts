@@ -371,12 +371,14 @@ export {
   truthGroup,
 } from "./lib/carrot/debug.ts";
 export {
+  appendSeedRows,
   type CarrotSeedDetails,
   type ExperimentData,
   type ExperimentMethod,
   experimentMethods,
   type ExperimentOptions,
   type ExperimentRow,
+  experimentRow,
   experimentTable,
   robustnessMethods,
   runExperiment,

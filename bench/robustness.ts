@@ -6,24 +6,27 @@
  *     images per class) at train label noise {0, 0.2, 0.4} (within-group flips) × validation images per class
  *     {3, 5, 10, 30};
  *   - one CUB-sized cell (`cubSizedPreset`: K = 200, d = 768, 5994 train / 5794 test) at noise 0.2, 5 validation
- *     images per class — seed 0 only: one seed of all five rows takes tens of minutes on 2 cores;
+ *     images per class (one seed of all five rows takes about 35 minutes on 2 cores);
  *   - the SynthBirds default task (the `vit_tiny_synth` features of `deno task train`, its split per seed);
- *   - seeds 0, 1, 2 everywhere else; rows ERM, CARROT's default, the original RRO, small-loss filtering, one-step L2RW.
- * Then the consistency cells (`consistencyCells`): CARROT with and without the consistency term; and the
- * train-setting cells (`trainSettingCells`): `deno task train`'s cheaper CARROT setting against ERM.
+ *   - seeds 0, 1, 2 in every cell; rows ERM, CARROT's default, the original RRO, small-loss filtering, one-step L2RW.
+ * Then the consistency cells (`consistencyCells`): CARROT with and without the consistency term; the
+ * train-setting cells (`trainSettingCells`): `deno task train`'s cheaper CARROT setting against ERM; and the
+ * trim-splits cells (`trimSplitsCells`): trimming by out-of-fold losses averaged over 5 fold assignments.
  * Columns: test top-1 mean ± std, ECE before and after temperature scaling (T fitted on val per method), NLL after
  * T, CARROT − ERM (mean ± std of the per-seed difference) and how often CARROT's selection fell back to α = 1.
  *
  * Each finished cell is stored in its own file under `bench/results/robustness/` (atomic write); a rerun skips stored
  * cells, so an interrupted bench resumes (`--fresh` starts over, `--only <regexp>` runs matching cells,
  * `--shard i/n` runs every n-th cell from the i-th, so that n processes with one WASM thread each share the grid,
- * `--rerun carrot,…` recomputes those rows of stored cells and keeps the others).
+ * `--rerun carrot,…` recomputes those rows of stored cells and keeps the others; seeds a stored cell lacks are run
+ * for every row and appended).
  */
 import * as tf from "@tensorflow/tfjs";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import {
+  appendSeedRows,
   type ExperimentData,
   type ExperimentMethod,
   type ExperimentRow,
@@ -63,6 +66,8 @@ export interface RobustnessCell {
   noise: number | string;
   /** Validation images per class. */
   valPerClass: number | string;
+  /** Seeds of the rows' runs, in order (files written before this field: seeds 0, …, runs − 1). */
+  seeds: number[];
   /** One row per method. */
   rows: ExperimentRow[];
 }
@@ -103,6 +108,21 @@ function trainSettingCells(): Cell[] {
   }));
 }
 
+/**
+ * Trimming by out-of-fold losses averaged over 5 fold assignments (`trimSplits: 5`) against ERM, on the synthetic
+ * cells of the grid and SynthBirds: the opt-in variant, measured against a rule fixed before it ran (README).
+ */
+function trimSplitsCells(): Cell[] {
+  return [...syntheticCells().filter((cell) => cell.id.startsWith("synthetic/")), synthBirdsCell()].map((
+    cell,
+  ) => ({
+    ...cell,
+    id: `trim-splits/${cell.id}`,
+    methods: ["erm", "carrot"] as const,
+    carrot: { trimSplits: 5 },
+  }));
+}
+
 function syntheticCells(): Cell[] {
   const cells: Cell[] = [];
   for (const noise of [0.2, 0.4, 0]) {
@@ -122,7 +142,6 @@ function syntheticCells(): Cell[] {
     features: "CUB-sized synthetic",
     noise: 0.2,
     valPerClass: 5,
-    seeds: [0],
     data: (seed) =>
       makeFineGrainedFeatures({
         preset: "cub",
@@ -170,7 +189,9 @@ function synthBirdsCell(): Cell {
 }
 
 function loadResult(id: string, fresh: boolean): RobustnessCell | undefined {
-  return !fresh && existsSync(resultPath(id)) ? JSON.parse(readFileSync(resultPath(id), "utf8")) : undefined;
+  if (fresh || !existsSync(resultPath(id))) return undefined;
+  const cell = JSON.parse(readFileSync(resultPath(id), "utf8"));
+  return { ...cell, seeds: cell.seeds ?? cell.rows[0].runs.map((_: unknown, s: number) => s) };
 }
 
 function saveResult(cell: RobustnessCell): void {
@@ -233,7 +254,13 @@ export interface RobustnessOptions {
   rerun?: readonly ExperimentMethod[];
 }
 
-const allCells = () => [...syntheticCells(), synthBirdsCell(), ...consistencyCells(), ...trainSettingCells()];
+const allCells = () => [
+  ...syntheticCells(),
+  synthBirdsCell(),
+  ...consistencyCells(),
+  ...trainSettingCells(),
+  ...trimSplitsCells(),
+];
 
 /** The cells stored so far, in grid order (for the README and notebook 04, without running anything). */
 export function storedRobustnessCells(): RobustnessCell[] {
@@ -253,7 +280,12 @@ export async function benchRobustness(options: RobustnessOptions = {}): Promise<
   for (const [index, cell] of cells.entries()) {
     if (index % shards !== shard || (only && !only.test(cell.id))) continue;
     const stored = loadResult(cell.id, options.fresh ?? false);
-    const methods = (cell.methods ?? robustnessMethods).filter((m) => !stored || options.rerun?.includes(m));
+    const seeds = options.seeds ?? cell.seeds ?? [0, 1, 2];
+    // seeds the stored cell lacks are run for every method and appended; --rerun recomputes rows on all seeds
+    const missing = stored && !options.rerun ? seeds.filter((seed) => !stored.seeds.includes(seed)) : [];
+    const methods = (cell.methods ?? robustnessMethods).filter((m) =>
+      !stored || missing.length > 0 || options.rerun?.includes(m)
+    );
     if (stored && methods.length === 0) {
       log(`${cell.id}: stored`);
       continue;
@@ -263,7 +295,7 @@ export async function benchRobustness(options: RobustnessOptions = {}): Promise<
       data: cell.data,
       methods,
       carrot: cell.carrot,
-      seeds: options.seeds ?? cell.seeds,
+      seeds: missing.length > 0 ? missing : stored ? stored.seeds : seeds,
       onRun: (seed, method, m, s, details) =>
         log(
           `  ${cell.id} seed ${seed} ${method}: top-1 ${(100 * m.accuracy).toFixed(1)}%, ${s.toFixed(1)} s` +
@@ -271,12 +303,17 @@ export async function benchRobustness(options: RobustnessOptions = {}): Promise<
         ),
     });
     cell.release?.();
-    const rows = stored ? stored.rows.map((row) => fresh.find((r) => r.method === row.method) ?? row) : fresh;
+    const rows = !stored
+      ? fresh
+      : missing.length > 0
+      ? appendSeedRows(stored.rows, fresh)
+      : stored.rows.map((row) => fresh.find((r) => r.method === row.method) ?? row);
     saveResult({
       id: cell.id,
       features: cell.features,
       noise: cell.noise,
       valPerClass: cell.valPerClass,
+      seeds: missing.length > 0 ? [...stored!.seeds, ...missing] : stored ? stored.seeds : seeds,
       rows,
     });
     log(`${cell.id}: ${((performance.now() - start) / 1000).toFixed(0)} s`);

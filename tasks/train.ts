@@ -73,7 +73,7 @@ const schema = z.object({
       "outerSteps: off)",
   ),
   trimSplits: z.coerce.number().int().min(1).optional().describe(
-    "carrot: fold assignments whose out-of-fold losses are averaged to rank points for trimming (default 5)",
+    "carrot: fold assignments whose out-of-fold losses are averaged to rank points for trimming (default 1)",
   ),
   folds: z.coerce.number().int().min(2).default(3).describe(
     "folds of CARROT's cross-fitted objective (the library default is 5; 3 keeps the default run within 180 s)",

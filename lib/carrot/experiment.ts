@@ -272,26 +272,37 @@ export async function runExperiment(options: ExperimentOptions): Promise<Experim
   }
   return methods.map((method) => {
     const { metrics, calibrated, details, seconds } = runs.get(method)!;
-    const summary = (list: Metrics[], key: keyof Metrics) => {
-      const { mean, std } = list.length > 1
-        ? meanStd(list.map((m) => m[key]))
-        : { mean: list[0][key], std: 0 };
-      return { mean, std };
-    };
-    return {
-      method,
-      runs: metrics,
-      calibratedRuns: calibrated,
-      details,
-      accuracy: summary(metrics, "accuracy"),
-      perClassAccuracy: summary(metrics, "perClassAccuracy"),
-      ece: summary(metrics, "ece"),
-      nll: summary(metrics, "nll"),
-      eceCalibrated: summary(calibrated, "ece"),
-      nllCalibrated: summary(calibrated, "nll"),
-      seconds: seconds / seeds.length,
-    };
+    return experimentRow(method, metrics, calibrated, details, seconds / seeds.length);
   });
+}
+
+/**
+ * One row from its per-seed runs (in seed order): every metric's mean ± sample std over seeds (std 0 for one seed);
+ * `seconds` is the mean wall time per seed. Rows of the same method over disjoint seeds merge by concatenating
+ * their runs and details.
+ */
+export function experimentRow(
+  method: ExperimentMethod,
+  runs: Metrics[],
+  calibratedRuns: Metrics[],
+  details: CarrotSeedDetails[],
+  seconds: number,
+): ExperimentRow {
+  const summary = (list: Metrics[], key: keyof Metrics) =>
+    list.length > 1 ? meanStd(list.map((m) => m[key])) : { mean: list[0][key], std: 0 };
+  return {
+    method,
+    runs,
+    calibratedRuns,
+    details,
+    accuracy: summary(runs, "accuracy"),
+    perClassAccuracy: summary(runs, "perClassAccuracy"),
+    ece: summary(runs, "ece"),
+    nll: summary(runs, "nll"),
+    eceCalibrated: summary(calibratedRuns, "ece"),
+    nllCalibrated: summary(calibratedRuns, "nll"),
+    seconds,
+  };
 }
 
 /**
@@ -314,4 +325,25 @@ export function experimentTable(rows: readonly ExperimentRow[]): string {
     ),
   ];
   return lines.join("\n");
+}
+
+/**
+ * The rows of `stored` extended by those of `added`, run on further seeds with the same methods: runs and details
+ * concatenated, every mean ± std recomputed over all seeds, `seconds` the mean per seed.
+ */
+export function appendSeedRows(
+  stored: readonly ExperimentRow[],
+  added: readonly ExperimentRow[],
+): ExperimentRow[] {
+  return stored.map((row) => {
+    const more = added.find((r) => r.method === row.method)!;
+    const count = row.runs.length, extra = more.runs.length;
+    return experimentRow(
+      row.method,
+      [...row.runs, ...more.runs],
+      [...row.calibratedRuns, ...more.calibratedRuns],
+      [...row.details, ...more.details],
+      (row.seconds * count + more.seconds * extra) / (count + extra),
+    );
+  });
 }

@@ -198,6 +198,7 @@ Deno.test("outOfFoldLosses(): the mean over fold assignments of each point's los
     splits: 3,
   });
   const mean = Float32Array.from(ones, (_, i) => (bySeed[0][i] + bySeed[1][i] + bySeed[2][i]) / 3);
+  assertLossesClose(run.trimLosses!, mean, "trimLosses");
   assert.deepEqual(run.alpha, lossTrimAlpha(mean, data.train.labels, 0.3, { keepClassMass: true }));
   assert.match(describeCandidate(run.selection.rows[run.selection.chosen].label), /mean of 3 fold splits/);
   disposeHead(run.fit);

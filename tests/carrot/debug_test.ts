@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { selectBackend } from "../../lib/backend.ts";
 import { alphaByTruth, detectionMetrics, fixSuspects, rankSuspects } from "../../lib/carrot/debug.ts";
 import { faithfulness } from "../../lib/carrot/faithfulness.ts";
-import { experimentTable, runExperiment } from "../../lib/carrot/experiment.ts";
+import { appendSeedRows, experimentTable, runExperiment } from "../../lib/carrot/experiment.ts";
 import { disposeHead, fitHead } from "../../lib/carrot/head.ts";
 import { selfInfluence, testInfluence } from "../../lib/carrot/influence.ts";
 import { makeFineGrainedFeatures } from "../../lib/data/synthetic_features.ts";
@@ -160,6 +160,26 @@ Deno.test("runExperiment(): rows per method with mean ± std over seeds, markdow
   assert.match(table, /^\| method \| top-1/);
   assert.equal(table.split("\n").length, 7);
   for (const d of rows[1].details) assert.equal(d.fallback, d.chosen.weighting === "none");
+  // a cell run on seed 0, then extended by seed 1, equals the cell run on both seeds at once
+  const bySeed = async (seed: number) =>
+    await runExperiment({
+      data: (s) => small(s),
+      methods: ["erm", "small-loss"],
+      seeds: [seed],
+      lambdaGrid: [1, 10],
+    });
+  const merged = appendSeedRows(await bySeed(0), await bySeed(1));
+  for (const row of merged) {
+    const whole = rows.find((r) => r.method === row.method)!;
+    assert.deepEqual(row.runs, whole.runs, row.method);
+    assert.deepEqual(row.calibratedRuns, whole.calibratedRuns, row.method);
+    for (
+      const key of ["accuracy", "perClassAccuracy", "ece", "nll", "eceCalibrated", "nllCalibrated"] as const
+    ) {
+      assertClose(row[key].mean, whole[key].mean, { atol: 1e-12 });
+      assertClose(row[key].std, whole[key].std, { atol: 1e-12 });
+    }
+  }
 });
 
 Deno.test("alphaByTruth(): group means, ratios to clean, and low α as a detector", () => {
