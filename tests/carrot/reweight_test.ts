@@ -106,6 +106,25 @@ Deno.test("reweight(): inexact warm-started inner solves follow the exact run; t
   tf.dispose([data.train.features, data.val.features, data.test.features]);
 });
 
+Deno.test("reweight(): a step that fails with loose inner solves is retried with tighter ones, not a stop", async () => {
+  // with small steps (η = 0.05) and solves to relative tolerance 0.1, a refit warm-started from W stops before it
+  // moves: every halving of step 1 fails there (the code before the fix stopped at α ≡ 1, "no descent step"), so
+  // the run must tighten (1e-3, 1e-5, 1e-6) and go on to where the exact run goes
+  const data = small(3);
+  const options = { lambda: 0.1, outerSteps: 3, rho: 0.5, stepSize: 0.05, tol: 0.1, cgTol: 0.1 };
+  const loose = await reweight(data.train, data.val, options);
+  const accepted = loose.trajectory.filter((e) => e.step > 0 && e.accepted);
+  assert.ok(accepted.length > 0, `stopped at ${loose.stopReason} after ${loose.trajectory.length - 1} steps`);
+  assert.ok(loose.trajectory.at(-1)!.valLoss < loose.trajectory[0].valLoss, "no descent at all");
+  assert.ok(loose.alpha.some((a) => Math.abs(a - 1) > 1e-3), "α never moved");
+  const exact = await reweight(data.train, data.val, { ...options, tol: 1e-7, cgTol: 1e-7 });
+  assert.equal(loose.stopReason, "outer steps");
+  assertClose(loose.trajectory.at(-1)!.valLoss, exact.trajectory.at(-1)!.valLoss, { rtol: 1e-2 });
+  assert.ok(loose.fit.relativeGradNorm <= 1e-6);
+  [loose.fit, exact.fit].forEach(disposeHead);
+  tf.dispose([data.train.features, data.val.features, data.test.features]);
+});
+
 Deno.test("reweight() runs every estimator and the consistency term; options are validated", async () => {
   const data = small(3);
   for (const estimator of ["representer", "tracin", "trak"] as const) {
