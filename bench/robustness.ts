@@ -283,6 +283,7 @@ export async function benchRobustness(options: RobustnessOptions = {}): Promise<
     const seeds = options.seeds ?? cell.seeds ?? [0, 1, 2];
     // seeds the stored cell lacks are run for every method and appended; --rerun recomputes rows on all seeds
     const missing = stored && !options.rerun ? seeds.filter((seed) => !stored.seeds.includes(seed)) : [];
+    const kept = stored?.seeds ?? seeds;
     const methods = (cell.methods ?? robustnessMethods).filter((m) =>
       !stored || missing.length > 0 || options.rerun?.includes(m)
     );
@@ -295,7 +296,7 @@ export async function benchRobustness(options: RobustnessOptions = {}): Promise<
       data: cell.data,
       methods,
       carrot: cell.carrot,
-      seeds: missing.length > 0 ? missing : stored ? stored.seeds : seeds,
+      seeds: missing.length > 0 ? missing : kept,
       onRun: (seed, method, m, s, details) =>
         log(
           `  ${cell.id} seed ${seed} ${method}: top-1 ${(100 * m.accuracy).toFixed(1)}%, ${s.toFixed(1)} s` +
@@ -313,7 +314,7 @@ export async function benchRobustness(options: RobustnessOptions = {}): Promise<
       features: cell.features,
       noise: cell.noise,
       valPerClass: cell.valPerClass,
-      seeds: missing.length > 0 ? [...stored!.seeds, ...missing] : stored ? stored.seeds : seeds,
+      seeds: [...kept, ...missing],
       rows,
     });
     log(`${cell.id}: ${((performance.now() - start) / 1000).toFixed(0)} s`);

@@ -32,9 +32,9 @@
  * CG solve can point the wrong way, so "no descent" is only believed at `finalTol`. (On the CUB-sized cell of the
  * robustness grid, λ ≈ 0.32, every step failed at 1e-3 and the run stopped at α ≡ 1; at 1e-6 it descends.) Later
  * steps keep the tightened tolerances, and F is compared with the re-evaluated current point. The returned head is
- * then refitted to `finalTol` (1e-6), so it is stationary and Theorem A holds for it. On the CUB-sized preset (20 steps, `deno task bench reweight`) the
- * whole call takes 53–59 s instead of 155–190 s with every solve to 1e-6, with max |Δα_i| = 0.009 and the same
- * test top-1.
+ * then refitted to `finalTol` (1e-6), so it is stationary and Theorem A holds for it. On the CUB-sized preset (20
+ * steps, `deno task bench reweight`) the whole call takes 53–59 s instead of 155–190 s with every solve to 1e-6,
+ * with max |Δα_i| = 0.009 and the same test top-1.
  *
  * The ESS projection. With the mass fixed, Σ_{i∈c} α_i² = ‖α_c − 1‖² + n_c, so ESS_c ≥ ρ n_c ⇔
  * ‖α_c − 1‖² ≤ n_c (1/ρ − 1): a ball around the uniform weights inside the mass hyperplane. The Euclidean
@@ -322,8 +322,9 @@ export async function reweight(
   let stopReason: ReweightResult["stopReason"] = "outer steps";
   const finalTol = options.finalTol ?? 1e-6;
   let tol = options.tol ?? LOOP_TOL, cgTol = options.cgTol ?? LOOP_TOL;
+  const evaluate = (head: HeadFit) => evaluateObjective(head, train, val, { ...options, cgTol }, warm);
   try {
-    let current = await evaluateObjective(fit, train, val, { ...options, cgTol }, warm);
+    let current = await evaluate(fit);
     record(0, current, 0, 0, true);
     let stalled = 0;
     for (let step = 1; step <= (options.outerSteps ?? 20); step++) {
@@ -340,7 +341,7 @@ export async function reweight(
             init: fit,
             tol,
           });
-          const at = await evaluateObjective(refit, train, val, { ...options, cgTol }, warm);
+          const at = await evaluate(refit);
           if (at.objective < current.objective) {
             accepted = { fit: refit, alpha: candidate, at };
             break;
@@ -354,7 +355,7 @@ export async function reweight(
         const sharper = await fitHead(train, { lambda: fit.lambda, alpha, numClasses: k, init: fit, tol });
         disposeHead(fit);
         fit = sharper;
-        current = await evaluateObjective(fit, train, val, { ...options, cgTol }, warm);
+        current = await evaluate(fit);
       }
       if (!accepted) {
         record(step, current, 0, halvings, false);
