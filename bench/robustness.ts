@@ -8,7 +8,8 @@
  *   - one CUB-sized cell (`cubSizedPreset`: K = 200, d = 768, 5994 train / 5794 test) at noise 0.2, 5 validation
  *     images per class (one seed of all five rows takes about 35 minutes on 2 cores);
  *   - the SynthBirds default task (the `vit_tiny_synth` features of `deno task train`, its split per seed);
- *   - seeds 0, 1, 2 in every cell; rows ERM, CARROT's default, the original RRO, small-loss filtering, one-step L2RW.
+ *   - seeds 0, 1, 2 in every cell; rows ERM, CARROT's default, the original RRO, small-loss filtering, one-step
+ *     L2RW, and the oracle (α = 0 on exactly the corrupted points: the ceiling; added later, see README).
  * Then the consistency cells (`consistencyCells`): CARROT with and without the consistency term; the
  * train-setting cells (`trainSettingCells`): `deno task train`'s cheaper CARROT setting against ERM; and the
  * trim-splits cells (`trimSplitsCells`): trimming by out-of-fold losses averaged over 5 fold assignments.
@@ -16,8 +17,9 @@
  * T, CARROT − ERM (mean ± std of the per-seed difference) and how often CARROT's selection fell back to α = 1.
  *
  * Each finished cell is stored in its own file under `bench/results/robustness/` (atomic write); a rerun skips stored
- * cells, so an interrupted bench resumes (`--fresh` starts over, `--only <regexp>` runs matching cells,
- * `--shard i/n` runs every n-th cell from the i-th, so that n processes with one WASM thread each share the grid,
+ * cells and computes only the rows a stored cell lacks, so an interrupted bench resumes (`--fresh` starts over,
+ * `--only <regexp>` runs matching cells, `--shard i/n` runs every n-th cell from the i-th, so that n processes
+ * with one WASM thread each share the grid,
  * `--rerun carrot,…` recomputes those rows of stored cells and keeps the others; seeds a stored cell lacks are run
  * for every row and appended).
  */
@@ -176,8 +178,13 @@ function synthBirdsCell(): Cell {
       // as the pipeline does: a stratified 80% of the official val split per seed; copies, so that
       // runExperiment may dispose them
       const keep = stratifiedSplitIndices(all.val!.labels, { fraction: 0.2 }, seed).train;
+      const truth = all.train.items!.map((item) => item.truth!); // SynthBirds knows its corrupted images
       return {
-        train: selectRows(all.train, Int32Array.from(all.train.labels.keys())),
+        train: {
+          ...selectRows(all.train, Int32Array.from(all.train.labels.keys())),
+          mislabeled: Uint8Array.from(truth, (t) => Number(t.noisy)),
+          shortcut: Uint8Array.from(truth, (t) => Number(t.shortcut)),
+        },
         val: selectRows(all.val!, keep),
         test: selectRows(all.test, Int32Array.from(all.test.labels.keys())),
       };
@@ -284,8 +291,9 @@ export async function benchRobustness(options: RobustnessOptions = {}): Promise<
     // seeds the stored cell lacks are run for every method and appended; --rerun recomputes rows on all seeds
     const missing = stored && !options.rerun ? seeds.filter((seed) => !stored.seeds.includes(seed)) : [];
     const kept = stored?.seeds ?? seeds;
+    // rows the stored cell lacks (a method added to the grid) are computed on its stored seeds
     const methods = (cell.methods ?? robustnessMethods).filter((m) =>
-      !stored || missing.length > 0 || options.rerun?.includes(m)
+      !stored || missing.length > 0 || options.rerun?.includes(m) || !stored.rows.some((r) => r.method === m)
     );
     if (stored && methods.length === 0) {
       log(`${cell.id}: stored`);
@@ -308,7 +316,9 @@ export async function benchRobustness(options: RobustnessOptions = {}): Promise<
       ? fresh
       : missing.length > 0
       ? appendSeedRows(stored.rows, fresh)
-      : stored.rows.map((row) => fresh.find((r) => r.method === row.method) ?? row);
+      : (cell.methods ?? robustnessMethods).flatMap((m) =>
+        fresh.find((r) => r.method === m) ?? stored.rows.filter((r) => r.method === m)
+      );
     saveResult({
       id: cell.id,
       features: cell.features,

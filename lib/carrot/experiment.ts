@@ -18,7 +18,10 @@
  *   l2rw                    one-step learning-to-reweight (Ren et al. 2018) on the head: at the ERM head, the
  *                           look-ahead W′ = W − η Σ ε_i ∇ℓ_i gives −∂L_val(W′)/∂ε_i ∝ ∇L_val·∇ℓ_i, so
  *                           α_i ∝ max(0, ∇L_val·∇ℓ_i), rescaled to each class's mass n_c (uniform for a class whose
- *                           weights are all 0), then one refit.
+ *                           weights are all 0), then one refit;
+ *   oracle                  the ceiling, not a method: α = 0 on the training points the data knows to be harmful
+ *                           (`train.mislabeled` or `train.shortcut` set: ground truth, generated data only), α = 1
+ *                           elsewhere, one refit — what removing exactly the corrupted points would give.
  * Each is evaluated on test: top-1, mean per-class accuracy, ECE (15 bins), NLL, and ECE and NLL again after
  * temperature scaling fitted on val (every method gets its own T, so none can buy accuracy with confidence); rows
  * report mean ± std over seeds, and `carrot`'s rows carry what its selection chose per seed.
@@ -49,7 +52,8 @@ export type ExperimentMethod =
   | "rro-tracin"
   | "rro-trak"
   | "small-loss"
-  | "l2rw";
+  | "l2rw"
+  | "oracle";
 
 /** All methods, in table order. */
 export const experimentMethods: readonly ExperimentMethod[] = [
@@ -64,15 +68,26 @@ export const experimentMethods: readonly ExperimentMethod[] = [
   "rro-trak",
   "small-loss",
   "l2rw",
+  "oracle",
 ];
 
-/** The rows of the robustness grid: ERM, CARROT's default, the original RRO and the two baselines. */
-export const robustnessMethods: readonly ExperimentMethod[] = ["erm", "carrot", "rro", "small-loss", "l2rw"];
+/** The rows of the robustness grid: ERM, CARROT's default, the original RRO, the two baselines and the oracle. */
+export const robustnessMethods: readonly ExperimentMethod[] = [
+  "erm",
+  "carrot",
+  "rro",
+  "small-loss",
+  "l2rw",
+  "oracle",
+];
 
 /** The splits of one seed; the runner disposes their features. */
 export interface ExperimentData {
-  /** Training split (α lives here). */
-  train: LabeledFeatures;
+  /**
+   * Training split (α lives here); with ground truth where the data has it (the oracle row needs it): 1 marks a
+   * mislabelled point, or one carrying a shortcut (`makeFineGrainedFeatures`' train split has both).
+   */
+  train: LabeledFeatures & { mislabeled?: Uint8Array; shortcut?: Uint8Array };
   /** Validation split (L_val, λ tuning). */
   val: LabeledFeatures;
   /** Test split (reported metrics). */
@@ -83,7 +98,7 @@ export interface ExperimentData {
 export interface ExperimentOptions {
   /** The splits for a seed (e.g. `makeFineGrainedFeatures({ seed, labelNoise })`). */
   data: (seed: number) => ExperimentData | Promise<ExperimentData>;
-  /** Methods (default all). */
+  /** Methods (default all but the oracle, which needs ground truth). */
   methods?: readonly ExperimentMethod[];
   /** Seeds (default 0, 1, 2). */
   seeds?: readonly number[];
@@ -175,6 +190,24 @@ async function smallLossAlpha(erm: HeadFit, train: LabeledFeatures): Promise<Flo
   return lossTrimAlpha(Float64Array.from(own, (q) => -Math.log(q)), train.labels, 0.2);
 }
 
+/** α of the oracle row: 0 on the points flagged mislabelled or shortcut, 1 elsewhere. */
+function oracleAlpha(train: ExperimentData["train"]): Float32Array {
+  const { mislabeled, shortcut } = train;
+  if (!mislabeled && !shortcut) {
+    throw new Error(
+      "runExperiment: the oracle row needs the training split's ground truth (train.mislabeled and/or " +
+        'train.shortcut, as makeFineGrainedFeatures gives); drop "oracle" from methods for data without it',
+    );
+  }
+  const n = train.labels.length;
+  for (const flags of [mislabeled, shortcut]) {
+    if (flags && flags.length !== n) {
+      throw new RangeError(`runExperiment: ${flags.length} ground-truth flags for ${n} training points`);
+    }
+  }
+  return Float32Array.from({ length: n }, (_, i) => (mislabeled?.[i] || shortcut?.[i]) ? 0 : 1);
+}
+
 /** α for one-step learning-to-reweight (see the module JSDoc). */
 async function l2rwAlpha(erm: HeadFit, train: LabeledFeatures, val: LabeledFeatures): Promise<Float32Array> {
   const { gradient, loss } = meanLossGradient(erm, val);
@@ -198,7 +231,7 @@ async function l2rwAlpha(erm: HeadFit, train: LabeledFeatures, val: LabeledFeatu
 
 /** Runs every method on every seed and returns one row per method (see the module JSDoc). */
 export async function runExperiment(options: ExperimentOptions): Promise<ExperimentRow[]> {
-  const methods = options.methods ?? experimentMethods;
+  const methods = options.methods ?? experimentMethods.filter((m) => m !== "oracle");
   const seeds = options.seeds ?? [0, 1, 2];
   const runs = new Map(
     methods.map((m) => [m, {
@@ -234,10 +267,12 @@ export async function runExperiment(options: ExperimentOptions): Promise<Experim
             standardError: selection.standardError,
             reason: selection.reason,
           };
-        } else if (method === "small-loss" || method === "l2rw") {
+        } else if (method === "small-loss" || method === "l2rw" || method === "oracle") {
           const alpha = method === "small-loss"
             ? await smallLossAlpha(erm, data.train)
-            : await l2rwAlpha(erm, data.train, data.val);
+            : method === "l2rw"
+            ? await l2rwAlpha(erm, data.train, data.val)
+            : oracleAlpha(data.train);
           fit = await fitHead(data.train, {
             lambda: tuned.lambda,
             alpha,

@@ -7,6 +7,8 @@ import { appendSeedRows, experimentTable, runExperiment } from "../../lib/carrot
 import { disposeHead, fitHead } from "../../lib/carrot/head.ts";
 import { selfInfluence, testInfluence } from "../../lib/carrot/influence.ts";
 import { makeFineGrainedFeatures } from "../../lib/data/synthetic_features.ts";
+import { tuneLambda } from "../../lib/carrot/lambda.ts";
+import { evaluateHead } from "../../lib/carrot/metrics.ts";
 import { assertClose } from "../_assert.ts";
 
 await selectBackend("wasm", { threads: 1, quiet: true });
@@ -180,6 +182,49 @@ Deno.test("runExperiment(): rows per method with mean ± std over seeds, markdow
       assertClose(row[key].std, whole[key].std, { atol: 1e-12 });
     }
   }
+});
+
+Deno.test("runExperiment(): the oracle row is ERM refitted on the points neither mislabelled nor shortcut", async () => {
+  const [oracle] = await runExperiment({
+    data: (seed) => small(seed),
+    methods: ["oracle"],
+    seeds: [0],
+    lambdaGrid: [1, 10],
+  });
+  // by hand: the same λ, the flagged rows removed (α_i = 0 is removing point i), a fresh fit
+  const data = small(0);
+  const { lambda, fit: erm } = await tuneLambda(data.train, data.val, { grid: [1, 10] });
+  const keep = [...data.train.labels.keys()].filter((i) =>
+    !data.train.mislabeled[i] && !data.train.shortcut[i]
+  );
+  assert.ok(keep.length > 0 && keep.length < data.train.labels.length);
+  const clean = {
+    features: tf.gather(data.train.features, keep) as tf.Tensor2D,
+    labels: Int32Array.from(keep, (i) => data.train.labels[i]),
+  };
+  const fit = await fitHead(clean, { lambda, numClasses: erm.numClasses, tol: 1e-7 });
+  const expected = await evaluateHead(fit, data.test);
+  assertClose(oracle.runs[0].nll, expected.nll, { atol: 1e-4 });
+  assert.equal(oracle.runs[0].accuracy, expected.accuracy);
+  disposeHead(fit);
+  disposeHead(erm);
+  clean.features.dispose();
+  dispose(data);
+  // data without ground truth: refused with the fix, nothing leaked
+  const before = tf.memory().numTensors;
+  await assert.rejects(
+    runExperiment({
+      data: (seed) => {
+        const { train, val, test } = small(seed);
+        return { train: { features: train.features, labels: train.labels }, val, test };
+      },
+      methods: ["oracle"],
+      seeds: [0],
+      lambdaGrid: [1],
+    }),
+    /needs the training split's ground truth .* drop "oracle"/,
+  );
+  assert.equal(tf.memory().numTensors, before);
 });
 
 Deno.test("alphaByTruth(): group means, ratios to clean, and low α as a detector", () => {
