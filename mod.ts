@@ -20,6 +20,13 @@
  */
 export { type BackendChoice, type BackendPreference, releaseBackend, selectBackend } from "./lib/backend.ts";
 export type { SelectBackendOptions } from "./lib/backend.ts";
+export {
+  disableNativeBlas,
+  enableNativeBlas,
+  nativeBlasCandidates,
+  type NativeBlasStatus,
+  nativeBlasStatus,
+} from "./lib/native_blas.ts";
 export { type LabeledFeatures } from "./lib/carrot/labeled_features.ts";
 export type { CurvaturePair } from "./lib/carrot/_lbfgs.ts";
 export type { CgResult, PreconditionerFailure } from "./lib/carrot/_cg.ts";

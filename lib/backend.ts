@@ -4,7 +4,8 @@
  * `auto` takes WebGPU only on a real GPU (`requestAdapter()` returns an adapter whose `isFallbackAdapter` is
  * false), else multi-threaded SIMD WASM (through the Deno shim in `_wasm_threads.ts`), else single-threaded
  * WASM, else the pure-JS CPU backend. On the CPU-only machines we measured, WASM is 4–8× faster than WebGPU on
- * Mesa llvmpipe, which is why a fallback adapter is never chosen automatically (`../shared/STACK.md`).
+ * Mesa llvmpipe, which is why a fallback adapter is never chosen automatically (`../shared/STACK.md`). On WASM the
+ * matrix products go to a native BLAS (OpenBLAS) through FFI where one is installed (`native_blas.ts`).
  */
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
@@ -13,6 +14,7 @@ import { getThreadsCount, setThreadsCount } from "@tensorflow/tfjs-backend-wasm"
 import { withWasmThreads } from "./_wasm_threads.ts";
 import { log } from "./progress.ts";
 import { InputError } from "./errors.ts";
+import { enableNativeBlas } from "./native_blas.ts";
 import { mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -30,6 +32,8 @@ export interface BackendChoice {
   threads: number;
   /** Adapter description when a WebGPU adapter was found (real or fallback). */
   adapter?: string;
+  /** WASM: whether matrix products run on a native BLAS (`native_blas.ts`). */
+  nativeBlas?: boolean;
 }
 
 /** Options of `selectBackend`. */
@@ -38,6 +42,11 @@ export interface SelectBackendOptions {
   threads?: number;
   /** Do not log the choice (default false). */
   quiet?: boolean;
+  /**
+   * WASM only: the native BLAS for matrix products (`native_blas.ts`): a library path, `"off"`, or undefined for
+   * `$CARROT_BLAS`, then OpenBLAS where installed.
+   */
+  blas?: string;
 }
 
 let current: BackendChoice | undefined;
@@ -85,7 +94,21 @@ async function probeAdapter(): Promise<AdapterInfo | undefined> {
   return { real: !flagged && !software, description };
 }
 
-async function useWasm(threads: number): Promise<BackendChoice | undefined> {
+/** The WASM choice with its matrix products on a native BLAS where one loads (`native_blas.ts`), said in `reason`. */
+function withNativeBlas(choice: BackendChoice, blas: SelectBackendOptions["blas"]): BackendChoice {
+  const status = enableNativeBlas({ library: blas, threads: choice.threads });
+  return { ...choice, reason: `${choice.reason}; ${status.description}`, nativeBlas: status.active };
+}
+
+async function useWasm(
+  threads: number,
+  blas: SelectBackendOptions["blas"],
+): Promise<BackendChoice | undefined> {
+  const wasm = await startWasm(threads);
+  return wasm && withNativeBlas(wasm, blas);
+}
+
+async function startWasm(threads: number): Promise<BackendChoice | undefined> {
   if (wasmChoice) return (await tf.setBackend("wasm")) ? wasmChoice : undefined; // initialised once per process
   if (threads > 1) {
     try {
@@ -135,7 +158,7 @@ export async function selectBackend(
     await tf.setBackend("cpu");
     choice = { backend: "cpu", reason: "requested", threads: 0 };
   } else if (preference === "wasm") {
-    choice = await useWasm(threads);
+    choice = await useWasm(threads, options.blas);
     if (!choice) throw new Error("selectBackend: the tfjs WASM backend failed to initialise");
   } else if (preference === "webgpu") {
     const adapter = await probeAdapter();
@@ -160,7 +183,7 @@ export async function selectBackend(
       choice = { backend: "webgpu", reason: "real GPU adapter", threads: 0, adapter: adapter.description };
     } else {
       const why = adapter ? `only a fallback adapter (${adapter.description})` : "no WebGPU adapter";
-      const wasm = await useWasm(threads);
+      const wasm = await useWasm(threads, options.blas);
       if (wasm) {
         choice = { ...wasm, reason: `${why}; ${wasm.reason}`, adapter: adapter?.description };
       } else {
