@@ -142,7 +142,8 @@ export function enableNativeBlas(options: { library?: string; threads?: number }
   if (options.threads && openblas_set_num_threads) openblas_set_num_threads(options.threads);
   const build = openblas_get_config ? cString(openblas_get_config()).split(" ").slice(0, 2).join(" ") : "";
   const core = openblas_get_corename ? ` ${cString(openblas_get_corename())}` : "";
-  const threads = openblas_get_num_threads ? `, ${openblas_get_num_threads()} threads` : "";
+  const count = openblas_get_num_threads?.();
+  const threads = count === undefined ? "" : `, ${count} thread${count === 1 ? "" : "s"}`;
   original ??= tf.getKernel(tf.BatchMatMul, "wasm");
   if (!original) {
     return status = { active: false, description: "no native BLAS: tfjs-wasm is not registered" };

@@ -46,6 +46,7 @@ import {
 } from "../carrot/debug.ts";
 import type { AttributionMethod } from "../carrot/attribution.ts";
 import { meanStd } from "../stats.ts";
+import { nativeBlasStatus } from "../native_blas.ts";
 import { selectRows, stratifiedSplitIndices, validationCoverage } from "../split.ts";
 import type { DatasetName } from "../data/dataset.ts";
 import type { SynthBirdsOptions } from "../data/synthbirds.ts";
@@ -126,11 +127,16 @@ export interface TrainConfig {
   faithfulnessKs: number[];
 }
 
+/** Which kernel ran the matrix products: the native BLAS's line on WASM (`native_blas.ts`), else the backend's own. */
+function matMulKernel(): string {
+  return tf.getBackend() === "wasm" ? nativeBlasStatus().description : `${tf.getBackend()} kernel`;
+}
+
 /** Everything the pipeline computed, as written to metrics.json and the report. */
 export interface RunResult {
   /** The configuration of the run. */
   config: TrainConfig;
-  /** Where the features came from (dataset, model, weights hash, skipped images). */
+  /** Where the features came from (dataset, model, weights hash, skipped images), and the backend and matMul kernel. */
   provenance: Record<string, unknown>;
   /** Wall seconds per stage. */
   timings: Record<string, number>;
@@ -548,7 +554,7 @@ export async function runTraining(config: TrainConfig): Promise<RunResult> {
   const { model: _model, weights: _weights, ...withoutBackbone } = config;
   const result: RunResult = {
     config: config.dataset === "features" ? withoutBackbone : config, // no backbone ran: the provenance names the files
-    provenance: features.provenance,
+    provenance: { ...features.provenance, backend: tf.getBackend(), matMul: matMulKernel() },
     timings,
     classNames: features.classNames,
     lambdas,

@@ -4,6 +4,7 @@ import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { selectBackend } from "../../lib/backend.ts";
+import { nativeBlasStatus } from "../../lib/native_blas.ts";
 import { readSafetensors } from "../../lib/models/safetensors.ts";
 import { runTraining } from "../../lib/pipeline/train.ts";
 import { tinyFeatureFile, tinyTrainConfig } from "./_tiny.ts";
@@ -187,6 +188,12 @@ Deno.test("runTraining(): validation-coverage warnings are logged once and recor
         sha256: sha256(files[s]),
         rows: [24, 7, 9][s],
       })),
+    );
+    // and the kernels that computed it
+    assert.equal(metrics.provenance.backend, tf.getBackend());
+    assert.equal(
+      metrics.provenance.matMul,
+      tf.getBackend() === "wasm" ? nativeBlasStatus().description : `${tf.getBackend()} kernel`,
     );
     assert.equal(metrics.config.model, undefined);
     assert.equal(metrics.config.weights, undefined);
