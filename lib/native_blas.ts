@@ -66,6 +66,14 @@ let blas: Blas | undefined;
 let loaded: string | undefined;
 let status: NativeBlasStatus = { active: false, description: "not enabled" };
 let original: tf.KernelConfig | undefined;
+/**
+ * Products below this many multiply-adds run on one OpenBLAS thread. Its worker threads compete with tfjs-wasm's
+ * for the same cores: on the SynthBirds run ([20, 1200]·[1200, 128] between WASM kernels) two threads made a
+ * product 2–10× slower than one; from about 10⁸ multiply-adds the second thread pays (a CUB-sized head product,
+ * 9·10⁸: 35 → 18 ms).
+ */
+const parallelMacs = 1e8;
+let parallelThreads = 1, runningThreads = 1;
 
 /** The library names tried, in order, on this platform (after `$CARROT_BLAS`). */
 export function nativeBlasCandidates(): string[] {
@@ -143,7 +151,13 @@ export function enableNativeBlas(options: { library?: string; threads?: number }
   const build = openblas_get_config ? cString(openblas_get_config()).split(" ").slice(0, 2).join(" ") : "";
   const core = openblas_get_corename ? ` ${cString(openblas_get_corename())}` : "";
   const count = openblas_get_num_threads?.();
-  const threads = count === undefined ? "" : `, ${count} thread${count === 1 ? "" : "s"}`;
+  parallelThreads = count ?? 1;
+  runningThreads = count ?? 1;
+  const threads = count === undefined
+    ? ""
+    : `, ${count} thread${count === 1 ? "" : "s"}${
+      count > 1 ? ` from ${parallelMacs / 1e6}M multiply-adds` : ""
+    }`;
   original ??= tf.getKernel(tf.BatchMatMul, "wasm");
   if (!original) {
     return status = { active: false, description: "no native BLAS: tfjs-wasm is not registered" };
@@ -208,6 +222,11 @@ function nativeBatchMatMul(
   const at = (t: tf.TensorInfo) => Deno.UnsafePointer.offset(base, backend.getMemoryOffset(t.dataId))!;
   const pa = at(a), pb = at(b), pc = at(out);
   const lda = transposeA ? m : k, ldb = transposeB ? k : n;
+  const threads = m * n * k >= parallelMacs ? parallelThreads : 1;
+  if (threads !== runningThreads) {
+    blas!.symbols.openblas_set_num_threads?.(threads);
+    runningThreads = threads;
+  }
   for (let t = 0; t < batch; t++) {
     blas!.symbols.cblas_sgemm(
       101,
