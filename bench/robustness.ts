@@ -19,9 +19,8 @@
  * Each finished cell is stored in its own file under `bench/results/robustness/` (atomic write); a rerun skips stored
  * cells and computes only the rows a stored cell lacks, so an interrupted bench resumes (`--fresh` starts over,
  * `--only <regexp>` runs matching cells, `--shard i/n` runs every n-th cell from the i-th, so that n processes
- * with one WASM thread each share the grid,
- * `--rerun carrot,…` recomputes those rows of stored cells and keeps the others; seeds a stored cell lacks are run
- * for every row and appended).
+ * with one WASM thread each share the grid, `--rerun carrot,…` recomputes those rows of stored cells and keeps the
+ * others; seeds a stored cell lacks are run for every stored row and appended).
  */
 import * as tf from "@tensorflow/tfjs";
 import { dirname } from "node:path";
@@ -291,10 +290,16 @@ export async function benchRobustness(options: RobustnessOptions = {}): Promise<
     // seeds the stored cell lacks are run for every method and appended; --rerun recomputes rows on all seeds
     const missing = stored && !options.rerun ? seeds.filter((seed) => !stored.seeds.includes(seed)) : [];
     const kept = stored?.seeds ?? seeds;
-    // rows the stored cell lacks (a method added to the grid) are computed on its stored seeds
+    // rows the stored cell lacks (a method added to the grid) are computed on its stored seeds; when seeds are
+    // appended too, the stored rows come first and the lacking ones are computed by the next run, on every seed
+    const has = (m: ExperimentMethod) => stored?.rows.some((r) => r.method === m) ?? false;
     const methods = (cell.methods ?? robustnessMethods).filter((m) =>
-      !stored || missing.length > 0 || options.rerun?.includes(m) || !stored.rows.some((r) => r.method === m)
+      !stored || (missing.length > 0 ? has(m) : options.rerun?.includes(m) || !has(m))
     );
+    const later = missing.length > 0 ? (cell.methods ?? robustnessMethods).filter((m) => !has(m)) : [];
+    if (later.length > 0) {
+      log(`${cell.id}: rows ${later.join(", ")} after the seeds are appended: run the bench again`);
+    }
     if (stored && methods.length === 0) {
       log(`${cell.id}: stored`);
       continue;

@@ -94,18 +94,15 @@ async function probeAdapter(): Promise<AdapterInfo | undefined> {
   return { real: !flagged && !software, description };
 }
 
-/** The WASM choice with its matrix products on a native BLAS where one loads (`native_blas.ts`), said in `reason`. */
-function withNativeBlas(choice: BackendChoice, blas: SelectBackendOptions["blas"]): BackendChoice {
-  const status = enableNativeBlas({ library: blas, threads: choice.threads });
-  return { ...choice, reason: `${choice.reason}; ${status.description}`, nativeBlas: status.active };
-}
-
+/** WASM with its matrix products on a native BLAS where one loads (`native_blas.ts`), said in `reason`. */
 async function useWasm(
   threads: number,
   blas: SelectBackendOptions["blas"],
 ): Promise<BackendChoice | undefined> {
   const wasm = await startWasm(threads);
-  return wasm && withNativeBlas(wasm, blas);
+  if (!wasm) return undefined;
+  const status = enableNativeBlas({ library: blas, threads: wasm.threads });
+  return { ...wasm, reason: `${wasm.reason}; ${status.description}`, nativeBlas: status.active };
 }
 
 async function startWasm(threads: number): Promise<BackendChoice | undefined> {

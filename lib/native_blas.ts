@@ -1,7 +1,7 @@
 /**
  * A native BLAS behind tfjs-wasm's matrix products: `C_b = op(A_b) · op(B_b)` (BatchMatMul, op = identity or
- * transpose, batch b broadcast when one side has a single matrix) computed by `cblas_sgemm` of OpenBLAS (or
- * Apple's Accelerate) through Deno's FFI, reading and writing the tensors where they live in the WASM heap — no copy.
+ * transpose, outer dimensions b broadcast as in NumPy) computed by `cblas_sgemm` of OpenBLAS (or Apple's
+ * Accelerate) through Deno's FFI, reading and writing the tensors where they live in the WASM heap — no copy.
  *
  * Why: on the CPU the head's fits are GEMM-bound, and WASM SIMD128 peaks near 44 GFLOP/s on two cores where
  * OpenBLAS's AVX2/AVX-512 kernels reach about 95 (a [5994, 769]·[769, 200] product: 19 ms vs 54 ms here). Every other
