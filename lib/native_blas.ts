@@ -48,6 +48,15 @@ const symbols = {
     ],
     result: "void",
   },
+  // level 1 (the L-BFGS two-loop recursion, `nativeVectors`)
+  cblas_dsdot: { parameters: ["i32", "pointer", "i32", "pointer", "i32"], result: "f64", optional: true },
+  cblas_saxpy: {
+    parameters: ["i32", "f32", "pointer", "i32", "pointer", "i32"],
+    result: "void",
+    optional: true,
+  },
+  cblas_sscal: { parameters: ["i32", "f32", "pointer", "i32"], result: "void", optional: true },
+  cblas_scopy: { parameters: ["i32", "pointer", "i32", "pointer", "i32"], result: "void", optional: true },
   openblas_get_config: { parameters: [], result: "pointer", optional: true },
   openblas_get_corename: { parameters: [], result: "pointer", optional: true },
   openblas_set_num_threads: { parameters: ["i32"], result: "void", optional: true },
@@ -183,6 +192,62 @@ export function disableNativeBlas(): void {
 /** The current status (what the last `enableNativeBlas` / `disableNativeBlas` left). */
 export function nativeBlasStatus(): NativeBlasStatus {
   return status;
+}
+
+/**
+ * Level-1 BLAS on float32 tensors of tfjs-wasm, in their WASM memory: each operation is one pass over the data with
+ * no new tensor, where tfjs ops take two or three kernels with fresh outputs (x ⊙ y then Σ for a dot; αx then a sum
+ * for an axpy). For loops of many vector updates, such as the L-BFGS two-loop recursion. `axpy` and `scale` write in
+ * place, so they take only tensors made by `copy` (owned by the caller alone: no other tensor shares their data).
+ */
+export interface NativeVectors {
+  /** A new tensor equal to x, owned by the caller. */
+  copy<T extends tf.Tensor>(x: T): T;
+  /** xᵀy over all elements (`cblas_dsdot`: a float64 result; how much of the sum is float64 is the kernel's choice). */
+  dot(x: tf.Tensor, y: tf.Tensor): number;
+  /** y ← αx + y, in place (y from `copy`). */
+  axpy(alpha: number, x: tf.Tensor, y: tf.Tensor): void;
+  /** x ← αx, in place (x from `copy`). */
+  scale(alpha: number, x: tf.Tensor): void;
+}
+
+/**
+ * The native level-1 operations, when the native BLAS is active, the backend is tfjs-wasm and the library has
+ * them (any CBLAS does); else undefined, and callers use tfjs ops.
+ */
+export function nativeVectors(): NativeVectors | undefined {
+  if (!status.active || tf.getBackend() !== "wasm") return undefined;
+  const { cblas_dsdot: dsdot, cblas_saxpy: saxpy, cblas_sscal: sscal, cblas_scopy: scopy } = blas!.symbols;
+  if (!dsdot || !saxpy || !sscal || !scopy) return undefined;
+  const backend = tf.backend() as unknown as WasmBackendInternals;
+  // the heap's base address, read per call: a non-shared WASM memory may move when it grows
+  const at = (t: tf.Tensor) =>
+    Deno.UnsafePointer.offset(
+      Deno.UnsafePointer.of(backend.wasm.HEAPU8)!,
+      backend.getMemoryOffset(t.dataId),
+    )!;
+  const floats = (t: tf.Tensor) => {
+    if (t.dtype !== "float32") throw new Error(`nativeVectors: ${t.dtype} tensor, expected float32`);
+    return t.size;
+  };
+  const sameSize = (x: tf.Tensor, y: tf.Tensor) => {
+    if (floats(x) !== floats(y)) throw new Error(`nativeVectors: sizes ${x.size} and ${y.size} differ`);
+    return x.size;
+  };
+  return {
+    copy<T extends tf.Tensor>(x: T): T {
+      const out = tf.engine().makeTensorFromTensorInfo(backend.makeOutput(x.shape, "float32")) as T;
+      if (floats(x) > 0) scopy(x.size, at(x), 1, at(out), 1);
+      return out;
+    },
+    dot: (x, y) => sameSize(x, y) > 0 ? dsdot(x.size, at(x), 1, at(y), 1) : 0,
+    axpy(alpha, x, y) {
+      if (sameSize(x, y) > 0) saxpy(x.size, alpha, at(x), 1, at(y), 1);
+    },
+    scale(alpha, x) {
+      if (floats(x) > 0) sscal(x.size, alpha, at(x), 1);
+    },
+  };
 }
 
 /**

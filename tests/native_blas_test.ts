@@ -1,7 +1,8 @@
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
 import { releaseBackend, selectBackend } from "../lib/backend.ts";
-import { disableNativeBlas, enableNativeBlas, nativeBlasStatus } from "../lib/native_blas.ts";
+import { disableNativeBlas, enableNativeBlas, nativeBlasStatus, nativeVectors } from "../lib/native_blas.ts";
+import { twoLoopDirection } from "../lib/carrot/_lbfgs_vectors.ts";
 import { Random } from "../lib/random.ts";
 
 const choice = await selectBackend("wasm", { threads: 2, quiet: true });
@@ -183,6 +184,84 @@ Deno.test("native BLAS: without --allow-ffi the status says so and nothing chang
     active: false,
     description: "no native BLAS: needs --allow-ffi; WASM kernels",
   });
+});
+
+Deno.test({
+  name:
+    "native vectors: copy, dot, axpy and scale equal float64 arithmetic; the two-loop recursion equals its tfjs-ops form and a float64 reference",
+  ignore,
+  fn: async () => {
+    const vectors = nativeVectors();
+    assert.ok(vectors, "native vectors on tfjs-wasm with OpenBLAS");
+    const rng = new Random(5);
+    const before = tf.memory().numTensors;
+    const x = randomTensor([37, 11], rng), y = randomTensor([37, 11], rng);
+    const f64 = (v: Float32Array) => Float64Array.from(v);
+    const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+      let sum = 0;
+      for (let i = 0; i < a.length; i++) sum += a[i] * b[i];
+      return sum;
+    };
+    // float32 inputs: the sum is exact to float32 rounding of Σ|x_i y_i| at least
+    const magnitude = dot(x.values.map(Math.abs), y.values.map(Math.abs));
+    assert.ok(Math.abs(vectors.dot(x.tensor, y.tensor) - dot(x.values, y.values)) < 1e-6 * magnitude);
+    const z = vectors.copy(y.tensor);
+    assert.notEqual(z.dataId, y.tensor.dataId);
+    vectors.axpy(-0.75, x.tensor, z);
+    vectors.scale(2, z);
+    const expected = f64(y.values).map((v, i) => 2 * (v - 0.75 * x.values[i]));
+    (await z.data()).forEach((v, i) => assert.ok(Math.abs(v - expected[i]) < 1e-5, `axpy/scale [${i}]`));
+    assert.deepEqual(await y.tensor.data(), y.values, "the copy's source is untouched");
+    const short = tf.zeros([3]);
+    assert.throws(() => vectors.dot(x.tensor, short), /sizes/);
+    short.dispose();
+
+    // the two-loop recursion: m = 4 pairs with sᵀy > 0, γ and a diagonal preconditioner M⁻¹ = diag(p)
+    const shape = [6, 9], size = 54, m = 4;
+    const pairs = Array.from({ length: m }, () => {
+      const s = randomTensor(shape, rng);
+      const yv = s.values.map((v) => 2 * v + 0.3 * rng.normal()); // y ≈ 2s: positive curvature
+      return { s, y: { values: yv, tensor: tf.tensor2d(yv, [6, 9]) } };
+    });
+    const history = pairs.map(({ s, y }) => ({
+      s: s.tensor as tf.Tensor2D,
+      y: y.tensor,
+      rho: 1 / dot(s.values, y.values),
+    }));
+    const g = randomTensor(shape, rng);
+    const p = Float32Array.from({ length: size }, () => 0.5 + rng.uniform());
+    const pTensor = tf.tensor2d(p, [6, 9]);
+    const gammaValue = 0.4, c = 1.5;
+    const gamma = tf.scalar(gammaValue);
+    const reference = (() => { // float64, written out
+      const q = f64(g.values), a: number[] = [];
+      for (let i = m - 1; i >= 0; i--) {
+        a[i] = history[i].rho * dot(pairs[i].s.values, q);
+        q.forEach((_, j) => q[j] -= a[i] * pairs[i].y.values[j]);
+      }
+      q.forEach((_, j) => q[j] *= gammaValue * p[j]);
+      for (let i = 0; i < m; i++) {
+        const b = history[i].rho * dot(pairs[i].y.values, q);
+        q.forEach((_, j) => q[j] += (a[i] - b) * pairs[i].s.values[j]);
+      }
+      return q.map((v) => -c * v);
+    })();
+    const preconditioner = (v: tf.Tensor2D) => tf.mul(v, pTensor) as tf.Tensor2D;
+    const scale = Math.sqrt(dot(reference, reference) / size);
+    for (const native of [true, false]) {
+      const d = twoLoopDirection(g.tensor as tf.Tensor2D, history, { gamma, preconditioner, c, native });
+      (await d.data()).forEach((v, j) =>
+        assert.ok(
+          Math.abs(v - reference[j]) < 1e-5 * scale,
+          `native ${native} [${j}]: ${v} vs ${reference[j]}`,
+        )
+      );
+      d.dispose();
+    }
+    assert.deepEqual(await g.tensor.data(), g.values, "the gradient is untouched");
+    tf.dispose([x.tensor, y.tensor, z, g.tensor, pTensor, gamma, ...history.flatMap((h) => [h.s, h.y])]);
+    assert.equal(tf.memory().numTensors, before, "tensors leaked");
+  },
 });
 
 Deno.test("native BLAS tests release the backend", () => {

@@ -5,35 +5,32 @@
  * γ = sᵀy / yᵀM⁻¹y of the newest pair (M = I unless a preconditioner is given: preconditioned L-BFGS), and a Wolfe
  * line search (c₁ = 1e-4, c₂ = 0.9) that brackets on the directional derivative (see `lineSearch`).
  *
- * Reads are the cost model (`_reads.ts`): the iterate, gradient, history and the two-loop recursion stay on the
- * backend, and each line-search trial is ONE read of a packed tensor [J, φ′(t), ‖∇J‖², φ′(0), sᵀy, yᵀy, sᵀs, t];
+ * Reads are the cost model (`_reads.ts`): the iterate, gradient, history and the two-loop recursion
+ * (`_lbfgs_vectors.ts`) stay on the backend, and each line-search trial is ONE read of a packed tensor
+ * [J, φ′(t), ‖∇J‖², φ′(0), sᵀy, yᵀy, sᵀs, t];
  * the start costs one more (J, ‖∇J‖² and the caller's `extras`). When the objective can evaluate its line cheaply
  * (`LbfgsObjective.line`: for the head, logits are affine in W), the first trial of every iteration is decided
  * on the device without a read: t = 1 when φ′(1) ∈ [−c₂, c₃]·|φ′(0)|, else the secant root of φ′ through 0 and 1
  * (clamped to [0.1, 4], the moves the CPU search would make); only that point is evaluated and read — so an
- * iteration costs one read and one gradient whether or not the unit step was taken. A point reached through
- * more than 16 such line updates in a row is re-evaluated before it is reported (the updated data carry
- * rounding). Pairs with sᵀy ≤ 1e-10‖s‖‖y‖ (non-positive curvature in float32) are skipped and counted. In float32
- * the gradient eventually stops improving: that is the precision floor, and the solver stops there (no new best
- * ‖∇J‖ in `stallIterations` steps, or no acceptable step) and says so.
+ * iteration costs one read and one gradient whether or not the unit step was taken. The updated data carry
+ * rounding that adds up: after 16 line-updated steps in a row the next iteration starts with a full evaluation
+ * (it was the gradient floor of small-λ fits: drifted logits held ‖∇J‖ 40× above the tolerance), and a point
+ * reached through more than 16 is re-evaluated before it is reported. Pairs with sᵀy ≤ 1e-10‖s‖‖y‖ (non-positive curvature in float32) are skipped and counted. In float32
+ * the gradient eventually stops improving: that is the precision floor, and the solver stops there (in
+ * `stallIterations` steps neither a new best ‖∇J‖ nor a new best J by more than 1e-6|J|, or no acceptable step)
+ * and says so. Both count as progress because on ill-conditioned problems ‖∇J‖ can stall for dozens of steps while
+ * J still falls: a gradient-only test stopped such fits at relative ‖∇J‖ 4e-4, far above the floor.
  */
 import * as tf from "@tensorflow/tfjs";
 import { yieldToEventLoop } from "../_yield.ts";
 import { readPacked, type ReadTally } from "./_reads.ts";
+import { type CurvaturePair, difference, readWithInnerProducts, twoLoopDirection } from "./_lbfgs_vectors.ts";
+
+export type { CurvaturePair };
 
 const c1 = 1e-4, c2 = 0.9, c3 = 0.8;
-/** Line-updated steps after which the reported point is re-evaluated (rounding of updated logits adds up). */
+/** Line-updated steps in a row after which the next iteration, and the reported point, are fully evaluated. */
 const maxLineSteps = 16;
-
-/** One curvature pair of the L-BFGS history, ρ = 1 / sᵀy. */
-export interface CurvaturePair {
-  /** s = W_{k+1} − W_k. */
-  s: tf.Tensor2D;
-  /** y = ∇J(W_{k+1}) − ∇J(W_k). */
-  y: tf.Tensor2D;
-  /** 1 / sᵀy. */
-  rho: number;
-}
 
 /** One evaluation on the backend (owned by the caller of `evaluate`): J, ∇J and what the objective keeps at x. */
 export interface DeviceEvaluation {
@@ -77,7 +74,7 @@ export interface LbfgsOptions {
   maxIter: number;
   /** History pairs kept (default 20). */
   memory?: number;
-  /** Stop at the precision floor after this many steps without a new best ‖∇J‖ (default 25). */
+  /** Stop at the precision floor after this many steps without a new best ‖∇J‖ or J (module JSDoc; default 50). */
   stallIterations?: number;
   /**
    * Curvature pairs to start from (cloned, not consumed): a warm start from a nearby problem (e.g. after a small
@@ -263,7 +260,7 @@ export async function minimizeLbfgs(
     throw error;
   }
   let iterations = 0, skippedPairs = 0;
-  let best = gradNorm, sinceBest = 0;
+  let best = gradNorm, bestValue = current.value, sinceBest = 0;
   let stopReason: LbfgsResult["stopReason"] = "max iterations";
   // re-evaluates the current point with `evaluate` (one read), so that what is reported is not line data
   const refresh = async () => {
@@ -284,25 +281,10 @@ export async function minimizeLbfgs(
       break;
     }
     if (iterations >= options.maxIter) break;
-    // Two-loop recursion: direction = −H_k ∇J with H₀ = γ M⁻¹, all on the backend; without history or
+    // Two-loop recursion (`_lbfgs_vectors.ts`): direction = −H_k ∇J with H₀ = γ M⁻¹, no read; without history or
     // preconditioner the first step is scaled to length 1 (Nocedal & Wright's 1/‖∇J‖).
     const firstStep = history.length || preconditioner ? 1 : 1 / gradNorm;
-    const direction = tf.tidy(() => {
-      let q: tf.Tensor2D = current.gradient;
-      const coefficients: tf.Scalar[] = [];
-      for (let i = history.length - 1; i >= 0; i--) {
-        const a = tf.mul(history[i].rho, sumProduct(history[i].s, q)) as tf.Scalar;
-        coefficients[i] = a;
-        q = tf.sub(q, tf.mul(a, history[i].y));
-      }
-      if (preconditioner) q = preconditioner(q);
-      if (gamma) q = tf.mul(gamma, q);
-      for (let i = 0; i < history.length; i++) {
-        const b = tf.mul(history[i].rho, sumProduct(history[i].y, q));
-        q = tf.add(q, tf.mul(tf.sub(coefficients[i], b), history[i].s));
-      }
-      return tf.mul(-firstStep, q) as tf.Tensor2D;
-    });
+    const direction = twoLoopDirection(current.gradient, history, { gamma, preconditioner, c: firstStep });
     const start = current;
     // one read of everything the line search and the history need about the point x + t·d
     const complete = async (
@@ -311,32 +293,31 @@ export async function minimizeLbfgs(
       x: tf.Tensor2D,
     ): Promise<Trial> => {
       evaluations++;
-      const { s, y, stats } = tf.tidy(() => {
-        const s = tf.sub(x, start.x) as tf.Tensor2D;
-        const y = tf.sub(e.gradient, start.gradient) as tf.Tensor2D;
-        const stats = tf.stack([
-          e.value,
-          sumProduct(e.gradient, direction),
-          tf.sum(tf.square(e.gradient)),
-          sumProduct(start.gradient, direction),
-          sumProduct(s, y),
-          tf.sum(tf.square(y)),
-          tf.sum(tf.square(s)),
-          typeof step === "number" ? tf.scalar(step) : step,
-        ]);
-        return { s, y, stats };
-      });
-      const [v] = await read([stats]);
-      tf.dispose([stats, e.value]);
+      const s = difference(x, start.x), y = difference(e.gradient, start.gradient);
+      const pairs: [tf.Tensor, tf.Tensor][] = [
+        [e.gradient, direction], // φ′(t)
+        [e.gradient, e.gradient],
+        [start.gradient, direction], // φ′(0)
+        [s, y],
+        [y, y],
+        [s, s],
+      ];
+      const { scalars, products } = await readWithInnerProducts(
+        read,
+        typeof step === "number" ? [e.value] : [e.value, step],
+        pairs,
+      );
+      e.value.dispose();
+      const [slope, gradSquared, startSlope, sy, yy, ss] = products;
       return {
-        step: typeof step === "number" ? step : v[7],
-        value: v[0],
-        slope: v[1],
-        gradSquared: v[2],
-        startSlope: v[3],
-        sy: v[4],
-        yy: v[5],
-        ss: v[6],
+        step: typeof step === "number" ? step : scalars[1],
+        value: scalars[0],
+        slope,
+        gradSquared,
+        startSlope,
+        sy,
+        yy,
+        ss,
         x,
         gradient: e.gradient,
         cache: e.cache,
@@ -350,7 +331,7 @@ export async function minimizeLbfgs(
       return complete(step, objective.evaluate(x), x);
     };
     let firstTrial: Trial;
-    if (objective.line && start.cache) {
+    if (objective.line && start.cache && start.lineSteps < maxLineSteps) {
       // the first trial, chosen on the device from φ′(1) (module JSDoc)
       const line = objective.line(start.x, start.cache, direction);
       const step = tf.tidy(() => {
@@ -407,11 +388,15 @@ export async function minimizeLbfgs(
     gradNorm = Math.sqrt(next.gradSquared);
     iterations++;
     options.onIteration?.(iterations, current.value, gradNorm);
-    if (gradNorm < best) [best, sinceBest] = [gradNorm, 0];
-    else if (++sinceBest >= (options.stallIterations ?? 25) && gradNorm > gradTol) {
+    // J's reference moves only by steps above its float32 noise, so that a slow steady decrease still counts
+    const valueProgress = current.value < bestValue - 1e-6 * Math.abs(bestValue);
+    if (valueProgress) bestValue = current.value;
+    if (gradNorm < best || valueProgress) sinceBest = 0;
+    else if (++sinceBest >= (options.stallIterations ?? 50) && gradNorm > gradTol) {
       stopReason = "precision floor";
       break;
     }
+    best = Math.min(best, gradNorm);
   }
   if (current.lineSteps > maxLineSteps) {
     await refresh();

@@ -7,9 +7,12 @@
  *
  * W is `[K, d+1]` with the bias in the last column. The constant column is never materialised: logits are
  * X Wₓᵀ + b and gradients split into Rᵀ X and the column sums of R, so memory stays O(nK + Kd) beyond X.
- * Every product uses explicit transposes: tfjs-wasm runs `matMul` with transpose flags ~25× slower.
+ * Products use explicit transposes (tfjs-wasm's own `matMul` runs with transpose flags ~25× slower), except where
+ * tfjs-wasm's products run on a native BLAS (`native_blas.ts`): there the flags are free and an explicit transpose
+ * or an axis-0 sum of [n, K] costs more than the product itself.
  */
 import * as tf from "@tensorflow/tfjs";
+import { nativeBlasStatus } from "../native_blas.ts";
 
 /** The data of one head problem, as tensors ready for the objective. */
 export interface HeadProblem {
@@ -56,12 +59,19 @@ export function logits(weights: tf.Tensor2D, features: tf.Tensor2D): tf.Tensor2D
 
 /** Σ_i r_i h_iᵀ = [Rᵀ X, Rᵀ 1] for a residual matrix R `[n, K]`: `[K, d+1]`. */
 export function residualOuter(residual: tf.Tensor2D, features: tf.Tensor2D): tf.Tensor2D {
-  return tf.tidy(() =>
-    tf.concat(
+  return tf.tidy(() => {
+    if (tf.getBackend() === "wasm" && nativeBlasStatus().active) { // both as products with transpose flags
+      const ones = tf.ones([residual.shape[0], 1]);
+      return tf.concat(
+        [tf.matMul(residual, features, true), tf.matMul(residual, ones, true)],
+        1,
+      ) as tf.Tensor2D;
+    }
+    return tf.concat(
       [tf.matMul(residual.transpose(), features), tf.sum(residual, 0).reshape([-1, 1])],
       1,
-    ) as tf.Tensor2D
-  );
+    ) as tf.Tensor2D;
+  });
 }
 
 /**

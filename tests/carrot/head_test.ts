@@ -227,7 +227,7 @@ Deno.test("fitHead() leaks no tensors", async () => {
 });
 
 Deno.test("fitHead lets the event loop run during a long fit (Ctrl-C and timers are not held off)", async () => {
-  const { train } = randomProblem({ n: 6000, dim: 128, numClasses: 40, lambda: 0.01, seed: 3 });
+  const { train } = randomProblem({ n: 6000, dim: 256, numClasses: 80, lambda: 0.01, seed: 3 });
   let timerAt = Infinity;
   const timer = setTimeout(() => (timerAt = performance.now()), 0);
   const start = performance.now();
