@@ -319,6 +319,11 @@ export {
 } from "./lib/carrot/carrot.ts";
 export { lossTrimAlpha, type TrimOptions } from "./lib/carrot/trim.ts";
 export {
+  type SplitValidationOptions,
+  type SplitValidationResult,
+  splitValidationReweight,
+} from "./lib/carrot/split_validation.ts";
+export {
   defaultLambdaGrid,
   tuneLambda,
   type TuneLambdaOptions,

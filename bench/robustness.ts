@@ -9,10 +9,12 @@
  *     images per class (one seed of all five rows takes about 35 minutes on 2 cores);
  *   - the SynthBirds default task (the `vit_tiny_synth` features of `deno task train`, its split per seed);
  *   - seeds 0, 1, 2 in every cell; rows ERM, CARROT's default, the original RRO, small-loss filtering, one-step
- *     L2RW, and the oracle (α = 0 on exactly the corrupted points: the ceiling; added later, see README).
+ *     L2RW, and the oracle (α = 0 on exactly the corrupted points: the ceiling; added later, see README); the
+ *     split-validation RRO (`rro-split`, added later: RRO descending half of val, the other half selecting).
  * Then the consistency cells (`consistencyCells`): CARROT with and without the consistency term; the
  * train-setting cells (`trainSettingCells`): `deno task train`'s cheaper CARROT setting against ERM; and the
- * trim-splits cells (`trimSplitsCells`): trimming by out-of-fold losses averaged over 5 fold assignments.
+ * trim-splits cells (`trimSplitsCells`): trimming by out-of-fold losses averaged over 5 fold assignments; and the
+ * validation-path cells (`validationPathCells`): CARROT with the split-validation RRO as a challenger.
  * Columns: test top-1 mean ± std, ECE before and after temperature scaling (T fitted on val per method), NLL after
  * T, CARROT − ERM (mean ± std of the per-seed difference) and how often CARROT's selection fell back to α = 1.
  *
@@ -109,20 +111,24 @@ function trainSettingCells(): Cell[] {
   }));
 }
 
+/** The synthetic cells of the grid and SynthBirds again, as `prefix/…` cells with other rows or options. */
+function variantCells(prefix: string, methods: readonly ExperimentMethod[], carrot?: CarrotOptions): Cell[] {
+  return [...syntheticCells().filter((cell) => cell.id.startsWith("synthetic/")), synthBirdsCell()].map((
+    cell,
+  ) => ({ ...cell, id: `${prefix}/${cell.id}`, methods, carrot }));
+}
+
 /**
  * Trimming by out-of-fold losses averaged over 5 fold assignments (`trimSplits: 5`) against ERM, on the synthetic
  * cells of the grid and SynthBirds: the opt-in variant, measured against a rule fixed before it ran (README).
  */
-function trimSplitsCells(): Cell[] {
-  return [...syntheticCells().filter((cell) => cell.id.startsWith("synthetic/")), synthBirdsCell()].map((
-    cell,
-  ) => ({
-    ...cell,
-    id: `trim-splits/${cell.id}`,
-    methods: ["erm", "carrot"] as const,
-    carrot: { trimSplits: 5 },
-  }));
-}
+const trimSplitsCells = () => variantCells("trim-splits", ["erm", "carrot"], { trimSplits: 5 });
+
+/**
+ * CARROT with the split-validation RRO as a challenger (`validationPath`) against ERM, on the synthetic cells of the
+ * grid and SynthBirds; its selection is the main cells' `carrot` row's on the same seeds.
+ */
+const validationPathCells = () => variantCells("validation-path", ["erm", "carrot-rro-split"]);
 
 function syntheticCells(): Cell[] {
   const cells: Cell[] = [];
@@ -266,6 +272,7 @@ const allCells = () => [
   ...consistencyCells(),
   ...trainSettingCells(),
   ...trimSplitsCells(),
+  ...validationPathCells(),
 ];
 
 /** The cells stored so far, in grid order (for the README and notebook 04, without running anything). */

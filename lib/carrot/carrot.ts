@@ -18,6 +18,8 @@
  *      errors; otherwise α ≡ 1 (fallback), reported with the numbers.
  *      Optionally (`maxOuterSteps`), a trajectory whose last step is the best so far runs on.
  *   4. Calibration: the returned head carries its temperature fitted on val (ERM's too, in `ermTemperature`).
+ *   5. Optionally (`validationPath`), the original RRO made honest by a split of val competes with the selected
+ *      head on the half B that never drove its gradient (`split_validation.ts`, `arbitrate` below).
  *
  * Why this survives small validation sets: the outer objective is estimated on the n training points out of fold
  * (thousands, not the m validation points), so minimising it cannot memorise val; val only chooses among a
@@ -36,7 +38,9 @@ import {
   type HeldOutWeighting,
   outOfFoldLosses,
 } from "./crossfit.ts";
-import { CandidateScorer, type SelectionResult } from "./selection.ts";
+import { CandidateScorer, pairedCalibratedGain, type SelectionResult } from "./selection.ts";
+import { splitValidationReweight } from "./split_validation.ts";
+import { selectRows } from "../split.ts";
 import { lossTrimAlpha } from "./trim.ts";
 
 /** Options of `carrotReweight`, with their defaults (fixed before the robustness grid was run). */
@@ -79,6 +83,13 @@ export interface CarrotOptions extends
   trimSplits?: number;
   /** Standard errors the selected gain must exceed to replace ERM (default 1). */
   z?: number;
+  /**
+   * Also run the original RRO made honest by a split of val (`splitValidationReweight`: it descends half A of
+   * val, the other half B picks its step with the fallback to α ≡ 1), and let B arbitrate: its head replaces the
+   * selection's when its paired calibrated-loss gain over it on B exceeds z standard errors (default false; see
+   * `CarrotResult.validationPath`).
+   */
+  validationPath?: boolean;
   /** Called after each outer step of each trajectory. */
   onStep?: (path: CarrotPath, entry: CrossFitStep) => void;
 }
@@ -124,6 +135,7 @@ export function describeCandidate(label: Record<string, number | string>): strin
     return `trim ${Math.round(Number(label.fraction) * 100)}% by out-of-fold loss` +
       (splits > 1 ? ` (mean of ${splits} fold splits)` : "");
   }
+  if (label.weighting === "rro-split") return `split-validation RRO, step ${label.step}`;
   return label.step === 0 ? "ERM" : `${label.weighting}, γ ${label.gamma}, step ${label.step}`;
 }
 
@@ -138,7 +150,7 @@ export interface CarrotResult {
   alpha: Float32Array;
   /** The head at that α (owned by the caller). */
   fit: HeadFit;
-  /** T of that head, fitted on val. */
+  /** T of that head, fitted on val (on B when the split-validation RRO's head is used). */
   temperature: number;
   /** T of the ERM head, fitted on val. */
   ermTemperature: number;
@@ -153,6 +165,18 @@ export interface CarrotResult {
   trimLosses?: Float32Array;
   /** The selection (candidate labels are `{ weighting, gamma, step }`). */
   selection: Omit<SelectionResult, "fit">;
+  /** With `validationPath`: what the split-validation RRO chose on B, and whether it replaced the selection. */
+  validationPath?: {
+    /** Its step chosen on B (0 when its own fallback kept α ≡ 1). */
+    step: number;
+    /** Whether its head is the one returned. */
+    used: boolean;
+    /** Paired calibrated-loss gain over the selection's head on B, and its standard error (0 when not compared). */
+    gain: number;
+    standardError: number;
+    /** The rule and numbers behind the decision, in one sentence. */
+    reason: string;
+  };
 }
 
 /**
@@ -250,10 +274,27 @@ export async function carrotReweight(
     }
     const { fit, ...selection } = await scorer.finish();
     const ermTemperature = selection.rows[0].temperature; // candidate 0 is the ERM head, its T fitted on val
-    return {
+    let chosen = {
       alpha: scorer.candidates[selection.chosen].alpha,
       fit,
       temperature: selection.temperature,
+    };
+    let validationPath: CarrotResult["validationPath"];
+    if (options.validationPath) {
+      const arbitrated = await arbitrate(train, val, chosen, {
+        lambda: tuned.lambda,
+        numClasses,
+        seed,
+        z: options.z,
+      }).catch((error) => {
+        disposeHead(fit);
+        throw error;
+      });
+      [chosen, validationPath] = [arbitrated.chosen, arbitrated.report];
+    }
+    return {
+      ...chosen,
+      validationPath,
       ermTemperature,
       lambda: tuned.lambda,
       trajectories,
@@ -266,4 +307,38 @@ export async function carrotReweight(
   } finally {
     disposeHead(erm);
   }
+}
+
+/**
+ * The split-validation RRO against the selection's head, arbitrated on B (`CarrotOptions.validationPath`). B picked
+ * the RRO step and the selection's head has seen B too (it was selected on all of val), so the comparison carries
+ * optimism on both sides; the challenger must win by z standard errors. The loser's head is freed.
+ */
+async function arbitrate(
+  train: LabeledFeatures,
+  val: LabeledFeatures,
+  current: { alpha: Float32Array; fit: HeadFit; temperature: number },
+  options: { lambda: number; numClasses: number; seed: number; z?: number },
+) {
+  const z = options.z ?? 1;
+  const split = await splitValidationReweight(train, val, { ...options, splitSeed: options.seed });
+  const step = Number(split.selection.rows[split.selection.chosen].label.step);
+  if (split.selection.fallback) {
+    disposeHead(split.selection.fit);
+    const reason = `split-validation RRO kept α ≡ 1 on B (${split.selection.reason}); selection kept`;
+    return { chosen: current, report: { step, used: false, gain: 0, standardError: 0, reason } };
+  }
+  const b = selectRows(val, split.selectionSplit);
+  const { gain, standardError, m } = await pairedCalibratedGain(current.fit, split.selection.fit, b)
+    .finally(() => b.features.dispose());
+  const used = gain > z * standardError;
+  const numbers = `${gain.toFixed(4)} ${used ? ">" : "≤"} ${z} × s.e. ${standardError.toFixed(4)} (m = ${m})`;
+  const reason = `split-validation RRO (step ${step}) ${
+    used ? "beat" : "did not beat"
+  } the selection's head on B by ${numbers}; ${used ? "RRO's head used" : "selection kept"}`;
+  disposeHead(used ? current.fit : split.selection.fit);
+  const chosen = used
+    ? { alpha: split.alpha, fit: split.selection.fit, temperature: split.selection.temperature }
+    : current;
+  return { chosen, report: { step, used, gain, standardError, reason } };
 }

@@ -8,12 +8,16 @@
  *                           honest selection on val with the fallback to α = 1;
  *   carrot-consistency      the same with the "own-class" consistency term (`consistency.ts`) as extra paths:
  *                           γ ∈ {0, 10} × both held-out weightings, the selection picks γ with the step;
+ *   carrot-rro-split        CARROT with `validationPath`: rro-split's head replaces the selected one when it wins
+ *                           on the half of val that never drove its gradient (opt-in);
  *   rro                     the original RRO (`reweight.ts`): L_val itself as the outer objective, exact influence
  *                           estimator, ESS floor ρ = 0.5, γ = 0 (what `deno task train` shipped before CARROT's
  *                           default);
  *   rro-consistency         the same with the consistency term γ = 10 (chosen by scale before any result was seen);
  *   rro-no-ess              the same with ρ = 0;
  *   rro-representer, rro-tracin, rro-trak   RRO with the other estimators of g;
+ *   rro-split               RRO made honest (`split_validation.ts`): it descends half of val, the other half picks
+ *                           its number of steps with the fallback to α = 1, and fits its T (opt-in);
  *   small-loss              drop the 20% highest-loss training points of each class under the ERM head, refit;
  *   l2rw                    one-step learning-to-reweight (Ren et al. 2018) on the head: at the ERM head, the
  *                           look-ahead W′ = W − η Σ ε_i ∇ℓ_i gives −∂L_val(W′)/∂ε_i ∝ ∇L_val·∇ℓ_i, so
@@ -31,6 +35,8 @@ import type { LabeledFeatures } from "./labeled_features.ts";
 import { disposeHead, fitHead, type HeadFit, headProbabilities } from "./head.ts";
 import { meanLossGradient } from "./influence.ts";
 import { reweight, type ReweightOptions } from "./reweight.ts";
+import { splitValidationReweight } from "./split_validation.ts";
+import type { SelectionResult } from "./selection.ts";
 import { type CarrotOptions, carrotReweight, defaultCarrotPaths } from "./carrot.ts";
 import { evaluateHeadWithTemperature, fitTemperature } from "./temperature.ts";
 import { lossTrimAlpha } from "./trim.ts";
@@ -45,12 +51,14 @@ export type ExperimentMethod =
   | "erm"
   | "carrot"
   | "carrot-consistency"
+  | "carrot-rro-split"
   | "rro"
   | "rro-consistency"
   | "rro-no-ess"
   | "rro-representer"
   | "rro-tracin"
   | "rro-trak"
+  | "rro-split"
   | "small-loss"
   | "l2rw"
   | "oracle";
@@ -60,22 +68,31 @@ export const experimentMethods: readonly ExperimentMethod[] = [
   "erm",
   "carrot",
   "carrot-consistency",
+  "carrot-rro-split",
   "rro",
   "rro-consistency",
   "rro-no-ess",
   "rro-representer",
   "rro-tracin",
   "rro-trak",
+  "rro-split",
   "small-loss",
   "l2rw",
   "oracle",
 ];
 
-/** The rows of the robustness grid: ERM, CARROT's default, the original RRO, the two baselines and the oracle. */
+/** Rows `runExperiment` runs only when asked: the oracle (needs ground truth) and the split-validation rows. */
+const optInMethods: readonly ExperimentMethod[] = ["oracle", "rro-split", "carrot-rro-split"];
+
+/**
+ * The rows of the robustness grid: ERM, CARROT's default, the original RRO and its split-validation form, the two
+ * baselines and the oracle.
+ */
 export const robustnessMethods: readonly ExperimentMethod[] = [
   "erm",
   "carrot",
   "rro",
+  "rro-split",
   "small-loss",
   "l2rw",
   "oracle",
@@ -174,6 +191,15 @@ const rroOptions: Record<string, ReweightOptions> = {
   "rro-trak": { estimator: "trak", rho: 0.5, gamma: 0 },
 };
 
+/** What a selection chose, for the report. */
+const seedDetails = (selection: Omit<SelectionResult, "fit">): CarrotSeedDetails => ({
+  chosen: selection.rows[selection.chosen].label,
+  fallback: selection.fallback,
+  gain: selection.gain,
+  standardError: selection.standardError,
+  reason: selection.reason,
+});
+
 /** α for small-loss filtering: 0 for the 20% highest-loss points of each class under the ERM head (`trim.ts`). */
 async function smallLossAlpha(erm: HeadFit, train: LabeledFeatures): Promise<Float32Array> {
   const p = tf.tidy(() =>
@@ -231,7 +257,7 @@ async function l2rwAlpha(erm: HeadFit, train: LabeledFeatures, val: LabeledFeatu
 
 /** Runs every method on every seed and returns one row per method (see the module JSDoc). */
 export async function runExperiment(options: ExperimentOptions): Promise<ExperimentRow[]> {
-  const methods = options.methods ?? experimentMethods.filter((m) => m !== "oracle");
+  const methods = options.methods ?? experimentMethods.filter((m) => !optInMethods.includes(m));
   const seeds = options.seeds ?? [0, 1, 2];
   const runs = new Map(
     methods.map((m) => [m, {
@@ -248,25 +274,38 @@ export async function runExperiment(options: ExperimentOptions): Promise<Experim
     try {
       for (const method of methods) {
         const start = performance.now();
-        let fit: HeadFit, details: CarrotSeedDetails | undefined;
+        let fit: HeadFit, details: CarrotSeedDetails | undefined, temperature: number | undefined;
         if (method === "erm") fit = erm;
-        else if (method === "carrot" || method === "carrot-consistency") {
+        else if (method === "carrot" || method === "carrot-consistency" || method === "carrot-rro-split") {
           const result = await carrotReweight(data.train, data.val, {
             ...(method === "carrot-consistency" ? consistencyPaths : {}),
+            ...(method === "carrot-rro-split" ? { validationPath: true } : {}),
             ...options.carrot,
             lambda: tuned.lambda,
             numClasses: erm.numClasses,
             seed,
           });
           fit = result.fit;
-          const { selection } = result;
-          details = {
-            chosen: selection.rows[selection.chosen].label,
-            fallback: selection.fallback,
-            gain: selection.gain,
-            standardError: selection.standardError,
-            reason: selection.reason,
-          };
+          details = seedDetails(result.selection);
+          const path = result.validationPath;
+          if (path) {
+            details.reason += `; ${path.reason}`;
+            if (path.used) {
+              [details.chosen, details.fallback] = [{ weighting: "rro-split", step: path.step }, false];
+              temperature = result.temperature; // fitted on B, the half that never drove its gradient
+            }
+          }
+        } else if (method === "rro-split") {
+          const result = await splitValidationReweight(data.train, data.val, {
+            ...rroOptions.rro,
+            ...options.reweight,
+            lambda: tuned.lambda,
+            numClasses: erm.numClasses,
+            seed,
+            splitSeed: seed,
+          });
+          ({ fit, temperature } = result.selection);
+          details = seedDetails(result.selection);
         } else if (method === "small-loss" || method === "l2rw" || method === "oracle") {
           const alpha = method === "small-loss"
             ? await smallLossAlpha(erm, data.train)
@@ -289,7 +328,7 @@ export async function runExperiment(options: ExperimentOptions): Promise<Experim
           })).fit;
         }
         const metrics = await evaluateHead(fit, data.test);
-        const { temperature } = await fitTemperature(fit, data.val);
+        temperature ??= (await fitTemperature(fit, data.val)).temperature; // rro-split: its own, fitted on B
         const calibrated = await evaluateHeadWithTemperature(fit, data.test, temperature);
         const seconds = (performance.now() - start) / 1000;
         if (fit !== erm) disposeHead(fit);

@@ -97,8 +97,8 @@ export interface ReweightOptions {
   finalTol?: number;
   /** Seed of the stochastic estimators (TracIn order, TRAK projections; default 0). */
   seed?: number;
-  /** Called after every outer step with its trajectory entry. */
-  onStep?: (entry: TrajectoryEntry) => void;
+  /** Called after every outer step with its trajectory entry and the α in use after it (a copy). */
+  onStep?: (entry: TrajectoryEntry, alpha: Float32Array) => void;
 }
 
 /** One outer step (step 0 = the ERM start). */
@@ -316,7 +316,7 @@ export async function reweight(
       accepted,
     };
     trajectory.push(entry);
-    options.onStep?.(entry);
+    options.onStep?.(entry, alpha.slice());
   };
   const warm: WarmStart = {};
   let stopReason: ReweightResult["stopReason"] = "outer steps";

@@ -98,6 +98,32 @@ async function calibratedLosses(fit: HeadFit, val: LabeledFeatures) {
   return { losses, accuracy: correct / m, temperature };
 }
 
+/** d̄ = mean_j (a_j − b_j) over paired per-point losses and its standard error s/√m (∞ for m = 1). */
+function pairedGain(a: Float64Array, b: Float64Array): { gain: number; standardError: number } {
+  const m = a.length, differences = a.map((v, j) => v - b[j]);
+  const gain = differences.reduce((s, v) => s + v, 0) / m;
+  const variance = m > 1 ? differences.reduce((s, v) => s + (v - gain) ** 2, 0) / (m - 1) : Infinity;
+  return { gain, standardError: Math.sqrt(variance / m) };
+}
+
+/**
+ * The paired calibrated-loss gain of `challenger` over `baseline` on `val`: d̄ = mean_j (ℓ_j^baseline −
+ * ℓ_j^challenger) with ℓ as in the module JSDoc (each head with its own T fitted on val), its standard error, m
+ * and the two temperatures. For an arbiter between two heads that were each selected elsewhere.
+ */
+export async function pairedCalibratedGain(
+  baseline: HeadFit,
+  challenger: HeadFit,
+  val: LabeledFeatures,
+): Promise<{ gain: number; standardError: number; m: number; temperatures: [number, number] }> {
+  const a = await calibratedLosses(baseline, val), b = await calibratedLosses(challenger, val);
+  return {
+    ...pairedGain(a.losses, b.losses),
+    m: a.losses.length,
+    temperatures: [a.temperature, b.temperature],
+  };
+}
+
 /**
  * Scores candidates one at a time, so that a caller can decide from the scores so far whether to produce more
  * (CARROT extends a path while its last step is the best): `add` refits and scores one candidate, `bestIndex` is
@@ -189,10 +215,7 @@ export class CandidateScorer {
     const erm = this.#erm, best = this.#best;
     if (!erm || !best) throw new RangeError("selectWeighting: no candidates");
     const m = erm.losses.length, z = this.options.z ?? 1, bestIndex = this.#bestIndex;
-    const differences = erm.losses.map((v, j) => v - best.losses[j]);
-    const gain = differences.reduce((s, v) => s + v, 0) / m;
-    const variance = m > 1 ? differences.reduce((s, v) => s + (v - gain) ** 2, 0) / (m - 1) : Infinity;
-    const standardError = Math.sqrt(variance / m);
+    const { gain, standardError } = pairedGain(erm.losses, best.losses);
     const accept = bestIndex > 0 && gain > z * standardError;
     const what = JSON.stringify(this.candidates[bestIndex].label);
     const reason = bestIndex === 0

@@ -30,7 +30,12 @@ import type { LabeledFeatures } from "../carrot/labeled_features.ts";
 import { disposeHead, type HeadFit } from "../carrot/head.ts";
 import { tuneLambda } from "../carrot/lambda.ts";
 import { effectiveSampleSizes, reweight, type ReweightEstimator } from "../carrot/reweight.ts";
-import { carrotReweight, defaultCarrotPaths, describeCandidate } from "../carrot/carrot.ts";
+import {
+  type CarrotResult,
+  carrotReweight,
+  defaultCarrotPaths,
+  describeCandidate,
+} from "../carrot/carrot.ts";
 import { evaluateHeadWithTemperature, fitTemperature } from "../carrot/temperature.ts";
 import { evaluateHead, type Metrics } from "../carrot/metrics.ts";
 import { explain } from "../carrot/representer.ts";
@@ -108,6 +113,8 @@ export interface TrainConfig {
   maxOuterSteps?: number;
   /** CARROT: fold assignments averaged to rank points for trimming (default `defaultTrimSplits`). */
   trimSplits?: number;
+  /** CARROT: let the split-validation RRO challenge the selected head on half of val (`validationPath`). */
+  validationPath?: boolean;
   /** Folds of CARROT's cross-fitted objective. */
   folds: number;
   /** Standard errors CARROT's selected gain must exceed on val to replace ERM. */
@@ -191,6 +198,8 @@ export interface SeedResult {
     gain: number;
     standardError: number;
     reason: string;
+    /** With `--validationPath`: the split-validation RRO's step and the arbitration on half of val. */
+    validationPath?: CarrotResult["validationPath"];
     rho: number;
     stepSize: number;
     folds: number;
@@ -363,6 +372,7 @@ async function reweightSeed(
       outerSteps,
       maxOuterSteps: config.maxOuterSteps,
       trimSplits: config.trimSplits,
+      validationPath: config.validationPath,
       folds: config.folds,
       z: config.z,
       seed,
@@ -389,22 +399,30 @@ async function reweightSeed(
       };
     })
   );
-  const chosen = selection.rows[selection.chosen].label, best = selection.rows[selection.best].label;
+  const path = run.validationPath;
+  const chosen = path?.used
+    ? { weighting: "rro-split", gamma: 0, step: path.step }
+    : selection.rows[selection.chosen].label;
+  const best = selection.rows[selection.best].label;
+  const reason = path ? `${selection.reason}; ${path.reason}` : selection.reason;
   return {
     fit: run.fit,
     alpha: run.alpha,
     temperature: run.temperature,
     trajectory,
-    stopReason: selection.fallback ? "fallback to α = 1" : `selected ${describeCandidate(chosen)}`,
+    stopReason: selection.fallback && !path?.used
+      ? "fallback to α = 1"
+      : `selected ${describeCandidate(chosen)}`,
     outerSteps: Number(chosen.step),
-    summary: selection.reason,
+    summary: reason,
     selection: {
       chosen,
       best,
-      fallback: selection.fallback,
+      fallback: selection.fallback && !path?.used,
       gain: selection.gain,
       standardError: selection.standardError,
-      reason: selection.reason,
+      reason,
+      validationPath: path,
       rho,
       stepSize,
       folds: config.folds,

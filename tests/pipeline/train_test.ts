@@ -165,6 +165,7 @@ Deno.test("runTraining(): validation-coverage warnings are logged once and recor
       features: files,
       valFraction: 0, // unused: the val file is the validation split
       outerSteps: 1,
+      validationPath: true, // and the split-validation RRO challenges the selection on half of val
       faithfulnessMethods: ["random"],
       faithfulnessSample: 2,
       faithfulnessKs: [1],
@@ -178,6 +179,12 @@ Deno.test("runTraining(): validation-coverage warnings are logged once and recor
     }
     const metrics = JSON.parse(readFileSync(join(config.runDir, "metrics.json"), "utf8"));
     assert.deepEqual(metrics.validationWarnings, result.validationWarnings);
+    for (const seed of metrics.perSeed) { // the challenger's step and the arbitration are reported per seed
+      const path = seed.selection.validationPath;
+      assert.equal(typeof path.used, "boolean");
+      assert.match(path.reason, /^split-validation RRO /);
+      assert.ok(seed.selection.reason.endsWith(path.reason), seed.selection.reason);
+    }
     // no backbone ran: metrics.json and the report name the feature files and their SHA-256, not a model
     const sha256 = (path: string) => createHash("sha256").update(readFileSync(path)).digest("hex");
     assert.deepEqual(
