@@ -111,11 +111,22 @@ function trainSettingCells(): Cell[] {
   }));
 }
 
-/** The synthetic cells of the grid and SynthBirds again, as `prefix/…` cells with other rows or options. */
-function variantCells(prefix: string, methods: readonly ExperimentMethod[], carrot?: CarrotOptions): Cell[] {
-  return [...syntheticCells().filter((cell) => cell.id.startsWith("synthetic/")), synthBirdsCell()].map((
-    cell,
-  ) => ({ ...cell, id: `${prefix}/${cell.id}`, methods, carrot }));
+/**
+ * The main cells whose id matches `include` (default: the synthetic defaults) and SynthBirds again, as `prefix/…`
+ * cells with other rows or options.
+ */
+function variantCells(
+  prefix: string,
+  methods: readonly ExperimentMethod[],
+  carrot?: CarrotOptions,
+  include = /^synthetic\//,
+): Cell[] {
+  return [...syntheticCells().filter((cell) => include.test(cell.id)), synthBirdsCell()].map((cell) => ({
+    ...cell,
+    id: `${prefix}/${cell.id}`,
+    methods,
+    carrot,
+  }));
 }
 
 /**
@@ -126,9 +137,10 @@ const trimSplitsCells = () => variantCells("trim-splits", ["erm", "carrot"], { t
 
 /**
  * CARROT with the split-validation RRO as a challenger (`validationPath`) against ERM, on the synthetic cells of the
- * grid and SynthBirds; its selection is the main cells' `carrot` row's on the same seeds.
+ * grid, the CUB-sized cell and SynthBirds; its selection is the main cells' `carrot` row's on the same seeds.
  */
-const validationPathCells = () => variantCells("validation-path", ["erm", "carrot-rro-split"]);
+const validationPathCells = () =>
+  variantCells("validation-path", ["erm", "carrot-rro-split"], undefined, /^(synthetic|cub-sized)\//);
 
 function syntheticCells(): Cell[] {
   const cells: Cell[] = [];
