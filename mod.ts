@@ -310,6 +310,7 @@ export {
 } from "./lib/carrot/selection.ts";
 export {
   type CarrotOptions,
+  carrotOutcome,
   type CarrotPath,
   type CarrotResult,
   carrotReweight,

@@ -15,10 +15,10 @@
  * iteration costs one read and one gradient whether or not the unit step was taken. The updated data carry
  * rounding that adds up: after 16 line-updated steps in a row the next iteration starts with a full evaluation
  * (it was the gradient floor of small-λ fits: drifted logits held ‖∇J‖ 40× above the tolerance), and a point
- * reached through more than 16 is re-evaluated before it is reported. Pairs with sᵀy ≤ 1e-10‖s‖‖y‖ (non-positive curvature in float32) are skipped and counted. In float32
- * the gradient eventually stops improving: that is the precision floor, and the solver stops there (in
- * `stallIterations` steps neither a new best ‖∇J‖ nor a new best J by more than 1e-6|J|, or no acceptable step)
- * and says so. Both count as progress because on ill-conditioned problems ‖∇J‖ can stall for dozens of steps while
+ * reached through more than 16 is re-evaluated before it is reported. Pairs with sᵀy ≤ 1e-10‖s‖‖y‖
+ * (non-positive curvature in float32) are skipped and counted. In float32 the gradient eventually stops improving:
+ * that is the precision floor, and the solver stops there (in `stallIterations` steps neither a new best ‖∇J‖ nor a
+ * new best J by more than 1e-6|J|, or no acceptable step) and says so. Both count as progress because on ill-conditioned problems ‖∇J‖ can stall for dozens of steps while
  * J still falls: a gradient-only test stopped such fits at relative ‖∇J‖ 4e-4, far above the floor.
  */
 import * as tf from "@tensorflow/tfjs";

@@ -310,6 +310,26 @@ export async function carrotReweight(
 }
 
 /**
+ * What is in use after `carrotReweight`, for reports: the selection's candidate, fallback and reason, or, when the
+ * split-validation RRO's head replaced it, `{ weighting: "rro-split", gamma: 0, step }`, no fallback, and the
+ * arbitration's reason appended.
+ */
+export function carrotOutcome(result: Pick<CarrotResult, "selection" | "validationPath">): {
+  chosen: Record<string, number | string>;
+  fallback: boolean;
+  reason: string;
+} {
+  const { selection, validationPath: path } = result;
+  return {
+    chosen: path?.used
+      ? { weighting: "rro-split", gamma: 0, step: path.step }
+      : selection.rows[selection.chosen].label,
+    fallback: selection.fallback && !path?.used,
+    reason: path ? `${selection.reason}; ${path.reason}` : selection.reason,
+  };
+}
+
+/**
  * The split-validation RRO against the selection's head, arbitrated on B (`CarrotOptions.validationPath`). B picked
  * the RRO step and the selection's head has seen B too (it was selected on all of val), so the comparison carries
  * optimism on both sides; the challenger must win by z standard errors. The loser's head is freed.

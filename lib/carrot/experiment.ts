@@ -37,7 +37,7 @@ import { meanLossGradient } from "./influence.ts";
 import { reweight, type ReweightOptions } from "./reweight.ts";
 import { splitValidationReweight } from "./split_validation.ts";
 import type { SelectionResult } from "./selection.ts";
-import { type CarrotOptions, carrotReweight, defaultCarrotPaths } from "./carrot.ts";
+import { type CarrotOptions, carrotOutcome, carrotReweight, defaultCarrotPaths } from "./carrot.ts";
 import { evaluateHeadWithTemperature, fitTemperature } from "./temperature.ts";
 import { lossTrimAlpha } from "./trim.ts";
 import { tuneLambda } from "./lambda.ts";
@@ -286,15 +286,9 @@ export async function runExperiment(options: ExperimentOptions): Promise<Experim
             seed,
           });
           fit = result.fit;
-          details = seedDetails(result.selection);
-          const path = result.validationPath;
-          if (path) {
-            details.reason += `; ${path.reason}`;
-            if (path.used) {
-              [details.chosen, details.fallback] = [{ weighting: "rro-split", step: path.step }, false];
-              temperature = result.temperature; // fitted on B, the half that never drove its gradient
-            }
-          }
+          details = { ...seedDetails(result.selection), ...carrotOutcome(result) };
+          // fitted on B, the half that never drove its gradient
+          if (result.validationPath?.used) temperature = result.temperature;
         } else if (method === "rro-split") {
           const result = await splitValidationReweight(data.train, data.val, {
             ...rroOptions.rro,

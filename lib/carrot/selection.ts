@@ -108,20 +108,16 @@ function pairedGain(a: Float64Array, b: Float64Array): { gain: number; standardE
 
 /**
  * The paired calibrated-loss gain of `challenger` over `baseline` on `val`: d̄ = mean_j (ℓ_j^baseline −
- * ℓ_j^challenger) with ℓ as in the module JSDoc (each head with its own T fitted on val), its standard error, m
- * and the two temperatures. For an arbiter between two heads that were each selected elsewhere.
+ * ℓ_j^challenger) with ℓ as in the module JSDoc (each head with its own T fitted on val), its standard error and
+ * m. For an arbiter between two heads that were each selected elsewhere.
  */
 export async function pairedCalibratedGain(
   baseline: HeadFit,
   challenger: HeadFit,
   val: LabeledFeatures,
-): Promise<{ gain: number; standardError: number; m: number; temperatures: [number, number] }> {
+): Promise<{ gain: number; standardError: number; m: number }> {
   const a = await calibratedLosses(baseline, val), b = await calibratedLosses(challenger, val);
-  return {
-    ...pairedGain(a.losses, b.losses),
-    m: a.losses.length,
-    temperatures: [a.temperature, b.temperature],
-  };
+  return { ...pairedGain(a.losses, b.losses), m: a.losses.length };
 }
 
 /**

@@ -31,6 +31,7 @@ import { disposeHead, type HeadFit } from "../carrot/head.ts";
 import { tuneLambda } from "../carrot/lambda.ts";
 import { effectiveSampleSizes, reweight, type ReweightEstimator } from "../carrot/reweight.ts";
 import {
+  carrotOutcome,
   type CarrotResult,
   carrotReweight,
   defaultCarrotPaths,
@@ -399,30 +400,24 @@ async function reweightSeed(
       };
     })
   );
-  const path = run.validationPath;
-  const chosen = path?.used
-    ? { weighting: "rro-split", gamma: 0, step: path.step }
-    : selection.rows[selection.chosen].label;
+  const { chosen, fallback, reason } = carrotOutcome(run);
   const best = selection.rows[selection.best].label;
-  const reason = path ? `${selection.reason}; ${path.reason}` : selection.reason;
   return {
     fit: run.fit,
     alpha: run.alpha,
     temperature: run.temperature,
     trajectory,
-    stopReason: selection.fallback && !path?.used
-      ? "fallback to α = 1"
-      : `selected ${describeCandidate(chosen)}`,
+    stopReason: fallback ? "fallback to α = 1" : `selected ${describeCandidate(chosen)}`,
     outerSteps: Number(chosen.step),
     summary: reason,
     selection: {
       chosen,
       best,
-      fallback: selection.fallback && !path?.used,
+      fallback,
       gain: selection.gain,
       standardError: selection.standardError,
       reason,
-      validationPath: path,
+      validationPath: run.validationPath,
       rho,
       stepSize,
       folds: config.folds,
