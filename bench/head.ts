@@ -4,7 +4,8 @@
  * Two problems: s = 0.3, λ = 1 is exactly REFERENCE.md §3 (the problem its scikit-learn figures were measured on;
  * linearly separable, test accuracy 100%); s = 0.18, λ = 10 is the non-trivial one (test top-1 ≈ 72%).
  * With `--dump DIR` the second problem is written as raw little-endian files for `sk_head_baseline.py`
- * (REFERENCE.md §4.1), so the scikit-learn baseline can be rerun side by side on the same data.
+ * (REFERENCE.md §4.1) to DIR, and the first to DIR/reference, so the scikit-learn baseline can be rerun side by
+ * side on the same data.
  */
 import * as tf from "@tensorflow/tfjs";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -64,6 +65,18 @@ async function fitAndReport(label: string, train: LabeledFeatures, alpha: Float3
   return fit!;
 }
 
+/** Writes one problem's train split and α as raw little-endian files, and the scikit-learn command for them. */
+function dumpProblem(dir: string, data: ReturnType<typeof cubLike>, lambda: number) {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "X_f32.bin"), data.train.rows);
+  writeFileSync(join(dir, "y_i32.bin"), data.train.labels);
+  writeFileSync(join(dir, "a_f64.bin"), Float64Array.from(data.alpha));
+  log(
+    `  wrote ${dir}: /usr/bin/python3 sk_head_baseline.py --X ${dir}/X_f32.bin --y ${dir}/y_i32.bin ` +
+      `--a ${dir}/a_f64.bin --d ${dim} --lam ${lambda} --tol 1e-10`,
+  );
+}
+
 /** Prints the head benchmark; `dump` writes the non-trivial problem for the side-by-side sklearn baseline. */
 export async function benchHead(options: { dump?: string } = {}): Promise<void> {
   const reference = cubLike(0.3, 0);
@@ -74,14 +87,8 @@ export async function benchHead(options: { dump?: string } = {}): Promise<void> 
   const lambda = 10;
   const data = cubLike(0.18, 1);
   if (options.dump) {
-    mkdirSync(options.dump, { recursive: true });
-    writeFileSync(join(options.dump, "X_f32.bin"), data.train.rows);
-    writeFileSync(join(options.dump, "y_i32.bin"), data.train.labels);
-    writeFileSync(join(options.dump, "a_f64.bin"), Float64Array.from(data.alpha));
-    log(
-      `  wrote ${options.dump}: /usr/bin/python3 sk_head_baseline.py --X ${options.dump}/X_f32.bin ` +
-        `--y ${options.dump}/y_i32.bin --a ${options.dump}/a_f64.bin --d ${dim} --lam ${lambda} --tol 1e-10`,
-    );
+    dumpProblem(options.dump, data, lambda);
+    dumpProblem(join(options.dump, "reference"), reference, 1);
   }
   const train = toFeatures(data.train), test = toFeatures(data.test);
   const fit = await fitAndReport("non-trivial problem (s = 0.18)", train, data.alpha, lambda);

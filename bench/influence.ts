@@ -105,7 +105,7 @@ async function influenceMatrix(
   fit: HeadFit,
   train: LabeledFeatures,
   test: LabeledFeatures,
-  method: "direct" | "exact",
+  method: "direct" | "exact" | "auto",
 ) {
   const n = train.labels.length, t = test.labels.length, scores = new Float32Array(n * t);
   let report: SolverReport | undefined;
@@ -170,6 +170,13 @@ export async function benchDirectInfluence(): Promise<void> {
       `with the fit ${(direct.seconds + fitRun.seconds).toFixed(1)} s`,
   );
 
+  // the default, "auto", for the 500 points and for 3: it measures CG on its first block against the break-even
+  const autoRun = async (points: LabeledFeatures, what: string) => {
+    const auto = await influenceMatrix(fit, train, points, "auto");
+    log(`auto, ${what}: ${auto.seconds.toFixed(1)} s, ${auto.report.method} (${auto.report.reason})`);
+  };
+  await autoRun(test, `${test.labels.length} test points`);
+
   // 3 test points, scored by CG too; 20 training points: the top 3 proponents and opponents of each, then random
   const picks = [0, 1, 2];
   const few: LabeledFeatures = {
@@ -177,6 +184,7 @@ export async function benchDirectInfluence(): Promise<void> {
     labels: test.labels.slice(0, picks.length),
   };
   const cg = await influenceMatrix(fit, train, few, "exact");
+  await autoRun(few, `${picks.length} test points`);
   const chosen = new Set<number>();
   for (const j of picks) {
     for (const q of [...direct.top[j].proponents.slice(0, 3), ...direct.top[j].opponents.slice(0, 3)]) {

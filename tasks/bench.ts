@@ -47,7 +47,7 @@ const Options = z.object({
   backend: z.enum(["auto", "webgpu", "wasm", "cpu"]).default("auto").describe("tfjs backend"),
   threads: z.number().int().min(1).optional().describe("WASM threads (default: all cores)"),
   dump: z.string().optional().describe(
-    "head: write the CUB-sized problem to this folder for the sklearn baseline",
+    "head: write its two problems for the sklearn baseline (the non-trivial one here, REFERENCE §3's in ./reference)",
   ),
   only: z.string().optional().describe(
     "robustness: run only the cells whose id matches this regular expression",

@@ -42,8 +42,9 @@ export interface DirectSolverOptions {
   /** Largest K(d+1) that method "auto" factors (default 16384); "direct" ignores it. */
   maxSize?: number;
   /**
-   * Method "auto": the CG iterations assumed per right-hand side when comparing costs (default 100; measured 35–45 on
-   * the CUB-sized preset, ~300 on the MNIST-shaped problem).
+   * Method "auto": the CG iterations assumed per right-hand side when comparing costs up front. Default: none —
+   * `testInfluence` and `selfInfluence` measure them on their first block instead (the CUB-sized preset takes
+   * 35–45, the MNIST-shaped problem ~300).
    */
   cgIterationsEstimate?: number;
   /** Largest tile of the blocked Cholesky, in rows (default 512). */
@@ -565,48 +566,70 @@ export function solverCosts(
 }
 
 /**
+ * Why "auto" may not factor H — N = K(d+1) above `maxSize` (default 16384), or `directFactorBytes` above
+ * `memoryBudget` (default 1.5 GiB) — as the reason block CG is used; undefined when it may.
+ */
+export function directRuledOut(
+  fit: HeadFit,
+  train: LabeledFeatures,
+  options: DirectSolverOptions = {},
+): string | undefined {
+  const size = fit.numClasses * fit.weights.shape[1], maxSize = options.maxSize ?? 16384;
+  if (size > maxSize) return `K(d+1) = ${size} > maxSize ${maxSize}: block CG`;
+  const bytes = directFactorBytes(fit, train, options), budget = options.memoryBudget ?? 1.5 * 2 ** 30;
+  if (bytes > budget) {
+    return `the direct factorisation needs ≈ ${formatBytes(bytes)} > memoryBudget ${
+      formatBytes(budget)
+    }: block CG`;
+  }
+  return undefined;
+}
+
+/** Multiply-adds in words. */
+export const formatGmac = (v: number): string => `${(v / 1e9).toPrecision(3)} GMAC`;
+
+/**
  * Picks the H⁻¹ solver of an influence computation. "exact" and "ekfac" are taken as asked. "auto" factors H
- * (`factorHessian`) when N = K(d+1) ≤ `maxSize` (default 16384), `directFactorBytes` ≤ `memoryBudget`, and — when
- * the number of solves `rightHandSides` is given — the factorisation costs fewer multiply-adds than block CG would
- * for them at `cgIterationsEstimate` iterations each (`solverCosts`); else it uses block CG. "direct" factors
- * whatever N, within the budget. Either falls back to block CG ("exact") when the budget is exceeded or H is not
- * positive definite in float32, and says so in `report.reason`. The caller disposes `factor`; `report.direct` is
- * the factor's live diagnostics object.
+ * (`factorHessian`) unless `directRuledOut` says no and — when the number of solves `rightHandSides` and the CG
+ * iterations per solve `cgIterationsEstimate` are both given — the factorisation costs fewer multiply-adds than
+ * block CG would (`solverCosts`); else it uses block CG. (Without an estimate, `testInfluence` and `selfInfluence`
+ * measure instead: their first block runs block CG up to the break-even, see `TestInfluenceOptions.method`.)
+ * "direct" factors whatever N, within the budget. Either falls back to block CG ("exact") when the budget is
+ * exceeded or H is not positive definite in float32, and says so in `report.reason` (`because`, if given, replaces
+ * the reason for factoring). The caller disposes `factor`; `report.direct` is the factor's live diagnostics object.
  */
 export async function chooseHessianSolver(
   fit: HeadFit,
   train: LabeledFeatures,
   requested: InfluenceMethod,
-  options: DirectSolverOptions & { rightHandSides?: number } = {},
+  options: DirectSolverOptions & { rightHandSides?: number; because?: string } = {},
 ): Promise<{ factor?: HessianFactor; report: SolverReport }> {
   if (requested === "exact" || requested === "ekfac") {
     return { report: { requested, method: requested, reason: "requested" } };
   }
   const size = fit.numClasses * fit.weights.shape[1], maxSize = options.maxSize ?? 16384;
   const cg = (reason: string) => ({ report: { requested, method: "exact" as const, reason } });
-  if (requested === "auto" && size > maxSize) return cg(`K(d+1) = ${size} > maxSize ${maxSize}: block CG`);
+  const ruledOut = directRuledOut(
+    fit,
+    train,
+    requested === "auto" ? options : { ...options, maxSize: Infinity },
+  );
+  if (ruledOut) return cg(ruledOut);
   let cheaper = "";
-  if (requested === "auto" && options.rightHandSides !== undefined) {
-    const iterations = options.cgIterationsEstimate ?? 100;
+  const iterations = options.cgIterationsEstimate;
+  if (requested === "auto" && options.rightHandSides !== undefined && iterations !== undefined) {
     const cost = solverCosts(fit, train, options.rightHandSides, iterations);
-    const gmac = (v: number) => `${(v / 1e9).toPrecision(3)} GMAC`;
-    const direct = gmac(cost.direct), blockCg = gmac(cost.cg), solves = options.rightHandSides;
+    const solves = options.rightHandSides;
     const versus =
-      `factorising H ≈ ${direct}, block CG for ${solves} solves at ~${iterations} iterations ≈ ${blockCg}`;
+      `factorising H ≈ ${formatGmac(cost.direct)}, block CG for ${solves} solves at ~${iterations} ` +
+      `iterations ≈ ${formatGmac(cost.cg)}`;
     if (cost.direct >= cost.cg) return cg(`${versus}: block CG`);
     cheaper = `; ${versus}`;
   }
-  const bytes = directFactorBytes(fit, train, options), budget = options.memoryBudget ?? 1.5 * 2 ** 30;
-  if (bytes > budget) {
-    return cg(
-      `the direct factorisation needs ≈ ${formatBytes(bytes)} > memoryBudget ${
-        formatBytes(budget)
-      }: block CG`,
-    );
-  }
   try {
     const factor = await factorHessian(fit, train, options);
-    const why = requested === "auto" ? `K(d+1) = ${size} ≤ maxSize ${maxSize}${cheaper}` : "requested";
+    const why = options.because ??
+      (requested === "auto" ? `K(d+1) = ${size} ≤ maxSize ${maxSize}${cheaper}` : "requested");
     const damped = factor.diagnostics.damping > 0
       ? `; damping δ = ${factor.diagnostics.damping.toExponential(2)} in the factor, removed by refinement`
       : "";

@@ -28,8 +28,11 @@ import { readPacked, readValues } from "./_reads.ts";
 import { choleskySolve, symmetricEigen } from "./_linalg.ts";
 import {
   chooseHessianSolver,
+  directRuledOut,
   type DirectSolverOptions,
+  formatGmac,
   type InfluenceMethod,
+  solverCosts,
   type SolverReport,
 } from "./direct.ts";
 
@@ -345,12 +348,14 @@ export interface TestInfluenceOptions {
    * batched HVP, O(n K d b)) then scoring O(n K d b). "direct": H assembled and Cholesky-factored once
    * (`factorHessian` of `direct.ts`: O(n K² d² + K³ d³/3), memory ≈ 2 K² d² bytes), then per block two triangular
    * solves O(K² d² b) plus iterative refinement to `tol`; exact like "exact", cheaper when many points share H.
-   * "auto": "direct" when K(d+1) ≤ `direct.maxSize` (default 16384) and the factor fits `direct.memoryBudget`,
-   * else "exact". "direct" and "auto" fall back to "exact" when the budget is exceeded or H is not positive
-   * definite in float32; `onSolver` says which ran and why. "ekfac": eigenvalue-corrected Kronecker
-   * factorisation H ≈ (Q_A ⊗ Q_C) Λ (Q_A ⊗ Q_C)ᵀ + λI — two eigendecompositions (K×K, (d+1)×(d+1)) once, then
-   * each inverse-HVP is two small products per test point. Default "auto", which also weighs the factorisation
-   * against block CG for this many test points (`chooseHessianSolver`).
+   * "auto" (default): "exact" when K(d+1) > `direct.maxSize` (default 16384) or the factor would not fit
+   * `direct.memoryBudget`; else the first block runs block CG up to the break-even iteration count at which CG for
+   * all points would cost as much as factoring, and H is factored only if CG has not converged by then (measured,
+   * not guessed; with `direct.cgIterationsEstimate` the costs are compared up front instead). "direct" and "auto"
+   * fall back to "exact" when the budget is exceeded or H is not positive definite in float32; `onSolver` says
+   * which ran and why. "ekfac": eigenvalue-corrected Kronecker factorisation H ≈ (Q_A ⊗ Q_C) Λ (Q_A ⊗ Q_C)ᵀ + λI
+   * — two eigendecompositions (K×K, (d+1)×(d+1)) once, then each inverse-HVP is two small products per test
+   * point.
    */
   method?: InfluenceMethod;
   /** Options of the direct path ("direct", "auto"): memory budget, size threshold, tiles, refinement. */
@@ -478,9 +483,15 @@ function lossGradients(fit: HeadFit, block: LabeledFeatures) {
 
 /**
  * The H⁻¹ V solver of `testInfluence` and `selfInfluence` over blocks of `points` (rows `start … start + b`):
- * EK-FAC, the direct factor or block CG (`chooseHessianSolver` picks for "auto" and "direct"), with the default
- * block size min(64, 2^24 / (n K)) — ≤ 64 MiB per [n, b, K] intermediate, beyond which WASM's heap and WebGPU's
- * 128 MiB binding limit fail.
+ * EK-FAC, the direct factor or block CG (`chooseHessianSolver` picks for "direct", and for "auto" given
+ * `direct.cgIterationsEstimate`), with the default block size min(64, 2^24 / (n K)) — ≤ 64 MiB per [n, b, K]
+ * intermediate, beyond which WASM's heap and WebGPU's 128 MiB binding limit fail.
+ *
+ * "auto" without an estimate, where `directRuledOut` allows the factor, decides by measuring (ski rental): the
+ * first block runs block CG for at most I* = F / (P c) iterations, the break-even at which CG for all P solves
+ * (c multiply-adds per solve and iteration) costs as much as factoring H (F, `solverCosts`). If it converges, CG
+ * stays; if not, H is factored and serves that block and the rest. Either way the work is at most (1 + b/P) times
+ * that of the better choice, had the first block's iteration count been known — no guess of it is needed.
  */
 async function blockSolver(
   fit: HeadFit,
@@ -492,23 +503,73 @@ async function blockSolver(
   >,
 ) {
   const n = train.features.shape[0], k = fit.numClasses;
+  const requested = options.method ?? "auto", direct = { tol: options.tol, ...options.direct };
   const operator = hessianOperator(fit, train);
-  const approximation = options.method === "ekfac" ? await kroneckerInverse(fit, train) : undefined;
-  const chosen = await chooseHessianSolver(fit, train, options.method ?? "auto", {
-    tol: options.tol,
-    rightHandSides: points,
-    ...options.direct,
-  }).catch((error) => {
-    operator.dispose();
-    approximation?.dispose();
-    throw error;
-  });
+  const approximation = requested === "ekfac" ? await kroneckerInverse(fit, train) : undefined;
+  const measure = requested === "auto" && direct.cgIterationsEstimate === undefined &&
+    directRuledOut(fit, train, direct) === undefined;
+  let chosen: Awaited<ReturnType<typeof chooseHessianSolver>> = measure
+    ? { report: { requested, method: "exact", reason: "no block was solved" } }
+    : await chooseHessianSolver(fit, train, requested, { ...direct, rightHandSides: points }).catch(
+      (error) => {
+        operator.dispose();
+        approximation?.dispose();
+        throw error;
+      },
+    );
   const preconditioner = options.preconditioner === "ekfac" && !approximation && !chosen.factor
     ? await kroneckerInverse(fit, train)
     : undefined;
+  const conjugateGradient = async (grads: tf.Tensor3D, maxIter = options.maxIter) => {
+    const { solution, ...diagnostics } = await blockConjugateGradient(
+      (v) => operator.apply(v as tf.Tensor3D),
+      grads,
+      {
+        tol: options.tol ?? 1e-6,
+        maxIter,
+        preconditioner: preconditioner && ((v) => preconditioner.apply(v as tf.Tensor3D)),
+      },
+    );
+    options.onCgSolve?.(diagnostics);
+    return { solution: solution as tf.Tensor3D, diagnostics };
+  };
+  // the first block of a measuring "auto" (see the JSDoc)
+  const measured = async (grads: tf.Tensor3D): Promise<tf.Tensor3D> => {
+    const costs = solverCosts(fit, train, points, 1),
+      breakEven = Math.max(1, Math.ceil(costs.direct / costs.cg));
+    const userCap = options.maxIter ?? Infinity;
+    const run = await conjugateGradient(grads, Math.min(breakEven, userCap));
+    const iterations = run.diagnostics.iterations;
+    const firstBlock = `first block by block CG: `;
+    if (run.diagnostics.relativeResiduals.every((r) => r <= (options.tol ?? 1e-6)) || userCap < breakEven) {
+      chosen = {
+        report: {
+          requested,
+          method: "exact",
+          reason:
+            `${firstBlock}${iterations} iterations ≤ ${breakEven}, the break-even against factorising H ` +
+            `(≈ ${formatGmac(costs.direct)} for ${points} solves): block CG`,
+        },
+      };
+      return run.solution;
+    }
+    chosen = await chooseHessianSolver(fit, train, "direct", {
+      ...direct,
+      because:
+        `${firstBlock}not converged in ${breakEven} iterations, the break-even against factorising H ` +
+        `(≈ ${formatGmac(costs.direct)} for ${points} solves): direct`,
+    });
+    chosen.report.requested = requested;
+    run.solution.dispose();
+    if (!chosen.factor) return (await conjugateGradient(grads)).solution; // not positive definite: CG after all
+    return await chosen.factor.solve(grads);
+  };
+  let first = measure;
   return {
     operator,
-    report: chosen.report,
+    get report(): SolverReport {
+      return chosen.report;
+    },
     blockSize: options.blockSize ?? Math.max(1, Math.min(64, Math.floor(2 ** 24 / (n * k)))),
     block: (points: LabeledFeatures, start: number, b: number): LabeledFeatures => ({
       features: tf.tidy(() => points.features.slice([start, 0], [b, -1])),
@@ -517,18 +578,12 @@ async function blockSolver(
     solve: async (grads: tf.Tensor3D): Promise<tf.Tensor3D> => {
       await yieldToEventLoop(); // Ctrl-C between blocks
       if (approximation) return approximation.apply(grads);
+      if (first) {
+        first = false;
+        return await measured(grads);
+      }
       if (chosen.factor) return await chosen.factor.solve(grads);
-      const { solution, ...diagnostics } = await blockConjugateGradient(
-        (v) => operator.apply(v as tf.Tensor3D),
-        grads,
-        {
-          tol: options.tol ?? 1e-6,
-          maxIter: options.maxIter,
-          preconditioner: preconditioner && ((v) => preconditioner.apply(v as tf.Tensor3D)),
-        },
-      );
-      options.onCgSolve?.(diagnostics);
-      return solution as tf.Tensor3D;
+      return (await conjugateGradient(grads)).solution;
     },
     dispose: () => {
       operator.dispose();

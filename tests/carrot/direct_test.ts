@@ -107,7 +107,7 @@ Deno.test("factorHessian() solves H X = G like the float64 dense Cholesky refere
   p.dispose();
 });
 
-Deno.test('testInfluence() and selfInfluence(): method "direct" equals "exact" (CG at tol 1e-8); "auto" picks direct and says why', async () => {
+Deno.test('testInfluence() and selfInfluence(): method "direct" equals "exact" (CG at tol 1e-8); "auto" measures CG on the first block, factors past the break-even and says why', async () => {
   const p = problem({ n: 120, dim: 6, numClasses: 4, lambda: 0.5, seed: 81 }, 9);
   const fit = await fitHead(p.train, { lambda: 0.5, alpha: p.alpha, tol: 1e-7 });
   const exact = await scoreMatrix(fit, p.train, p.test, {
@@ -132,20 +132,62 @@ Deno.test('testInfluence() and selfInfluence(): method "direct" equals "exact" (
   assert.equal(direct.report.reason, "requested");
   assert.equal(direct.report.direct?.solves, 3); // 9 test points in blocks of 4
   assert.ok(direct.report.direct!.relativeResidual <= 1e-5); // the default refinement target
-  const auto = await scoreMatrix(fit, p.train, p.test, { method: "auto" });
-  assert.equal(auto.report.method, "direct");
-  assert.match(auto.report.reason, /K\(d\+1\) = 28 ≤ maxSize 16384/);
-  assert.ok(relMax(auto.matrix, exact.matrix) < 1e-4, `auto vs CG ${relMax(auto.matrix, exact.matrix)}`);
   // the cost model: n = 120, d + 1 = 7, K = 4, N = 28 — direct 120·7²·(4·5/2) + 28³/6, CG per solve and iteration
-  // 2·120·7·4; "auto" is also the default, and with one solve at one iteration CG is cheaper
+  // 2·120·7·4
   const costs = solverCosts(fit, p.train, 9, 100);
   assertClose(costs.direct, 120 * 49 * 10 + 28 ** 3 / 6, { rtol: 1e-12 });
   assert.equal(costs.cg, 9 * 100 * 2 * 120 * 7 * 4);
-  const byDefault = await scoreMatrix(fit, p.train, p.test, {});
-  assert.equal(byDefault.report.method, "direct");
+  // "auto" (also the default) measures: the first block runs block CG up to the break-even ⌈F / (9 c)⌉ = 2
+  // iterations, at which CG for the 9 points would cost as much as factoring; CG needs more here, so H is factored
+  // and solves all three blocks
+  const breakEven = Math.ceil(costs.direct / (9 * 2 * 120 * 7 * 4));
+  assert.equal(breakEven, 2);
+  for (const options of [{ method: "auto" as const }, {}]) {
+    const cgRuns: number[] = [];
+    const auto = await scoreMatrix(fit, p.train, p.test, {
+      ...options,
+      blockSize: 4,
+      onCgSolve: (d) => cgRuns.push(d.iterations),
+    });
+    assert.deepEqual(cgRuns, [breakEven]);
+    assert.equal(auto.report.method, "direct");
+    assert.equal(
+      auto.report.reason,
+      "first block by block CG: not converged in 2 iterations, the break-even against factorising H " +
+        "(≈ 0.0000625 GMAC for 9 solves): direct",
+    );
+    assert.equal(auto.report.direct?.solves, 3);
+    assert.ok(relMax(auto.matrix, exact.matrix) < 1e-4, `auto vs CG ${relMax(auto.matrix, exact.matrix)}`);
+  }
+  // a well-conditioned H (λ = 50) and one point: CG converges below its break-even ⌈F / c⌉ = 10 and stays
+  const easy = await fitHead(p.train, { lambda: 50, alpha: p.alpha, tol: 1e-7 });
+  const one = {
+    features: p.test.features.slice([0, 0], [1, -1]) as tf.Tensor2D,
+    labels: p.test.labels.subarray(0, 1),
+  };
+  const cgRuns: number[] = [];
+  const stays = await scoreMatrix(easy, p.train, one, { onCgSolve: (d) => cgRuns.push(d.iterations) });
+  const easyExact = await scoreMatrix(easy, p.train, one, { method: "exact", tol: 1e-8 });
+  assert.equal(cgRuns.length, 1);
+  assert.ok(cgRuns[0] <= 10, `${cgRuns[0]} CG iterations`);
+  assert.deepEqual(stays.report, {
+    requested: "auto",
+    method: "exact",
+    reason: `first block by block CG: ${cgRuns[0]} iterations ≤ 10, the break-even against factorising H ` +
+      "(≈ 0.0000625 GMAC for 1 solves): block CG",
+  });
+  assert.ok(
+    relMax(stays.matrix, easyExact.matrix) < 1e-4,
+    `stays vs CG ${relMax(stays.matrix, easyExact.matrix)}`,
+  );
+  one.features.dispose();
+  disposeHead(easy);
+  // with an iteration estimate the costs are compared up front
+  const estimated = await scoreMatrix(fit, p.train, p.test, { direct: { cgIterationsEstimate: 100 } });
+  assert.equal(estimated.report.method, "direct");
   assert.match(
-    byDefault.report.reason,
-    /; factorising H ≈ 0\.0000625 GMAC, block CG for 9 solves at ~100 iterations ≈ 0\.00605 GMAC$/,
+    estimated.report.reason,
+    /^K\(d\+1\) = 28 ≤ maxSize 16384; factorising H ≈ 0\.0000625 GMAC, block CG for 9 solves at ~100 iterations ≈ 0\.00605 GMAC$/,
   );
   const oneSolve = await chooseHessianSolver(fit, p.train, "auto", {
     rightHandSides: 1,
