@@ -124,7 +124,8 @@ export interface TrainConfig {
   topK: number;
   /**
    * Influence scores of explanations and faithfulness: EK-FAC (cheaper on large problems), or exact by block CG
-   * ("exact"), the Cholesky factor of H ("direct"), or whichever `chooseHessianSolver` finds cheaper ("auto").
+   * ("exact"), the Cholesky factor of H ("direct"), or "auto": block CG first, H factored past the break-even
+   * (`testInfluence`).
    */
   influenceMethod: InfluenceMethod;
   /** Faithfulness: the methods compared. */
