@@ -14,7 +14,8 @@
  * Then the consistency cells (`consistencyCells`): CARROT with and without the consistency term; the
  * train-setting cells (`trainSettingCells`): `deno task train`'s cheaper CARROT setting against ERM; and the
  * trim-splits cells (`trimSplitsCells`): trimming by out-of-fold losses averaged over 5 fold assignments; and the
- * validation-path cells (`validationPathCells`): CARROT with the split-validation RRO as a challenger.
+ * validation-path cells (`validationPathCells`): CARROT with the split-validation RRO as a challenger; and the
+ * train-setting cells again with that challenger (`train-setting-validation-path/…`).
  * Columns: test top-1 mean ± std, ECE before and after temperature scaling (T fitted on val per method), NLL after
  * T, CARROT − ERM (mean ± std of the per-seed difference) and how often CARROT's selection fell back to α = 1.
  *
@@ -100,14 +101,14 @@ function consistencyCells(): Cell[] {
 
 /**
  * `deno task train`'s CARROT setting (3 folds, 4 outer steps per path: the 180 s budget of the default run) against
- * ERM on the synthetic cells of the grid.
+ * ERM on the synthetic cells of the grid, as `prefix/…` cells with `carrot` added to CARROT's options.
  */
-function trainSettingCells(): Cell[] {
+function trainSettingCells(prefix = "train-setting", carrot: CarrotOptions = {}): Cell[] {
   return syntheticCells().filter((cell) => cell.id.startsWith("synthetic/")).map((cell) => ({
     ...cell,
-    id: `train-setting/${cell.id}`,
+    id: `${prefix}/${cell.id}`,
     methods: ["erm", "carrot"] as const,
-    carrot: { folds: 3, outerSteps: 4 },
+    carrot: { folds: 3, outerSteps: 4, ...carrot },
   }));
 }
 
@@ -285,6 +286,7 @@ const allCells = () => [
   ...trainSettingCells(),
   ...trimSplitsCells(),
   ...validationPathCells(),
+  ...trainSettingCells("train-setting-validation-path", { validationPath: true }),
 ];
 
 /** The cells stored so far, in grid order (for the README and notebook 04, without running anything). */

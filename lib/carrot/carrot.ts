@@ -19,7 +19,8 @@
  *      Optionally (`maxOuterSteps`), a trajectory whose last step is the best so far runs on.
  *   4. Calibration: the returned head carries its temperature fitted on val (ERM's too, in `ermTemperature`).
  *   5. Optionally (`validationPath`), the original RRO made honest by a split of val competes with the selected
- *      head on the half B that never drove its gradient (`split_validation.ts`, `arbitrate` below).
+ *      head on the half B that never drove its gradient (`split_validation.ts`, `arbitrate` below), unless the
+ *      selection fell back.
  *
  * Why this survives small validation sets: the outer objective is estimated on the n training points out of fold
  * (thousands, not the m validation points), so minimising it cannot memorise val; val only chooses among a
@@ -87,7 +88,9 @@ export interface CarrotOptions extends
    * Also run the original RRO made honest by a split of val (`splitValidationReweight`: it descends half A of
    * val, the other half B picks its step with the fallback to α ≡ 1), and let B arbitrate: its head replaces the
    * selection's when its paired calibrated-loss gain over it on B exceeds z standard errors (default false; see
-   * `CarrotResult.validationPath`).
+   * `CarrotResult.validationPath`). Not when the selection fell back: all of val found no gain over ERM beyond
+   * its noise, no evidence of harmful training points, and a challenger that descends val itself must not
+   * overrule that (then RRO is not run).
    */
   validationPath?: boolean;
   /** Called after each outer step of each trajectory. */
@@ -167,10 +170,12 @@ export interface CarrotResult {
   selection: Omit<SelectionResult, "fit">;
   /** With `validationPath`: what the split-validation RRO chose on B, and whether it replaced the selection. */
   validationPath?: {
-    /** Its step chosen on B (0 when its own fallback kept α ≡ 1). */
+    /** Its step chosen on B (0 when its own fallback kept α ≡ 1, or when it was not run). */
     step: number;
     /** Whether its head is the one returned. */
     used: boolean;
+    /** Whether it ran (not when the selection fell back to α ≡ 1). */
+    ran: boolean;
     /** Paired calibrated-loss gain over the selection's head on B, and its standard error (0 when not compared). */
     gain: number;
     standardError: number;
@@ -280,7 +285,16 @@ export async function carrotReweight(
       temperature: selection.temperature,
     };
     let validationPath: CarrotResult["validationPath"];
-    if (options.validationPath) {
+    if (options.validationPath && selection.fallback) {
+      validationPath = {
+        step: 0,
+        ran: false,
+        used: false,
+        gain: 0,
+        standardError: 0,
+        reason: "split-validation RRO not run: the selection fell back to α ≡ 1",
+      };
+    } else if (options.validationPath) {
       const arbitrated = await arbitrate(train, val, chosen, {
         lambda: tuned.lambda,
         numClasses,
@@ -332,7 +346,8 @@ export function carrotOutcome(result: Pick<CarrotResult, "selection" | "validati
 /**
  * The split-validation RRO against the selection's head, arbitrated on B (`CarrotOptions.validationPath`). B picked
  * the RRO step and the selection's head has seen B too (it was selected on all of val), so the comparison carries
- * optimism on both sides; the challenger must win by z standard errors. The loser's head is freed.
+ * optimism on both sides; the challenger must win by z standard errors. The loser's head is freed. Only called when
+ * the selection did not fall back (`CarrotOptions.validationPath`).
  */
 async function arbitrate(
   train: LabeledFeatures,
@@ -346,7 +361,7 @@ async function arbitrate(
   if (split.selection.fallback) {
     disposeHead(split.selection.fit);
     const reason = `split-validation RRO kept α ≡ 1 on B (${split.selection.reason}); selection kept`;
-    return { chosen: current, report: { step, used: false, gain: 0, standardError: 0, reason } };
+    return { chosen: current, report: { step, ran: true, used: false, gain: 0, standardError: 0, reason } };
   }
   const b = selectRows(val, split.selectionSplit);
   const { gain, standardError, m } = await pairedCalibratedGain(current.fit, split.selection.fit, b)
@@ -360,5 +375,5 @@ async function arbitrate(
   const chosen = used
     ? { alpha: split.alpha, fit: split.selection.fit, temperature: split.selection.temperature }
     : current;
-  return { chosen, report: { step, used, gain, standardError, reason } };
+  return { chosen, report: { step, ran: true, used, gain, standardError, reason } };
 }

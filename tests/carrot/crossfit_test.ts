@@ -7,7 +7,12 @@ import {
   outOfFoldLosses,
   stratifiedFolds,
 } from "../../lib/carrot/crossfit.ts";
-import { carrotReweight, defaultTrimFractions, describeCandidate } from "../../lib/carrot/carrot.ts";
+import {
+  carrotOutcome,
+  carrotReweight,
+  defaultTrimFractions,
+  describeCandidate,
+} from "../../lib/carrot/carrot.ts";
 import { lossTrimAlpha } from "../../lib/carrot/trim.ts";
 import type { LabeledFeatures } from "../../lib/carrot/labeled_features.ts";
 import { selectWeighting } from "../../lib/carrot/selection.ts";
@@ -281,10 +286,25 @@ Deno.test("carrotReweight(): falls back to α = 1 without harmful points, keeps 
     });
   const before = tf.memory().numTensors;
   const clean = problem(0, 0, 30);
-  const cleanRun = await carrotReweight(clean.train, clean.val, { numClasses: 10, folds: 3 });
+  // with the split-validation challenger on: it must not overrule the fallback (before that rule it replaced α ≡ 1
+  // by RRO's step 3 here)
+  const cleanRun = await carrotReweight(clean.train, clean.val, {
+    numClasses: 10,
+    folds: 3,
+    validationPath: true,
+  });
   assert.ok(cleanRun.selection.fallback, `no harmful points, yet: ${cleanRun.selection.reason}`);
   assert.ok(cleanRun.alpha.every((a) => a === 1));
   assert.match(cleanRun.selection.reason, /α ≡ 1/);
+  assert.deepEqual(cleanRun.validationPath, {
+    step: 0,
+    ran: false,
+    used: false,
+    gain: 0,
+    standardError: 0,
+    reason: "split-validation RRO not run: the selection fell back to α ≡ 1",
+  });
+  assert.equal(carrotOutcome(cleanRun).fallback, true);
   disposeHead(cleanRun.fit);
   dispose(clean);
   const noisy = problem(0.4, 0.1, 10);

@@ -92,12 +92,13 @@ Deno.test("splitValidationReweight: one validation image per class leaves nothin
 });
 
 Deno.test("carrotReweight with validationPath: the arbiter's report matches an independent comparison on B", async () => {
-  const data = problem(2, 0.4, 10);
+  const data = problem(7, 0.4, 10); // a seed whose selection does not fall back (then RRO would not run)
   const settings = { lambda: 1, outerSteps: 2, seed: 0 };
   const base = await carrotReweight(data.train, data.val, settings);
   const run = await carrotReweight(data.train, data.val, { ...settings, validationPath: true });
   const path = run.validationPath;
   assert.ok(path, "no report");
+  assert.ok(!run.selection.fallback && path.ran, run.selection.reason);
   assert.equal(base.validationPath, undefined);
   // the selection itself is unchanged by the option
   assert.deepEqual(run.selection.rows.map((r) => r.valLoss), base.selection.rows.map((r) => r.valLoss));
