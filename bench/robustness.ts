@@ -15,7 +15,8 @@
  * train-setting cells (`trainSettingCells`): `deno task train`'s cheaper CARROT setting against ERM; and the
  * trim-splits cells (`trimSplitsCells`): trimming by out-of-fold losses averaged over 5 fold assignments; and the
  * validation-path cells (`validationPathCells`): CARROT with the split-validation RRO as a challenger; and the
- * train-setting cells again with that challenger (`train-setting-validation-path/…`).
+ * train-setting cells again with that challenger (`train-setting-validation-path/…`); and the out-of-grid cells
+ * (`outOfGridCells`): the default on settings never used to design it.
  * Columns: test top-1 mean ± std, ECE before and after temperature scaling (T fitted on val per method), NLL after
  * T, CARROT − ERM (mean ± std of the per-seed difference) and how often CARROT's selection fell back to α = 1.
  *
@@ -37,7 +38,11 @@ import {
   robustnessMethods,
   runExperiment,
 } from "../lib/carrot/experiment.ts";
-import { cubSizedPreset, makeFineGrainedFeatures } from "../lib/data/synthetic_features.ts";
+import {
+  cubSizedPreset,
+  type FineGrainedOptions,
+  makeFineGrainedFeatures,
+} from "../lib/data/synthetic_features.ts";
 import type { CarrotOptions } from "../lib/carrot/carrot.ts";
 import { loadImageFeatures, type PipelineFeatures } from "../lib/pipeline/features_input.ts";
 import { selectRows, stratifiedSplitIndices } from "../lib/split.ts";
@@ -128,6 +133,36 @@ function variantCells(
     methods,
     carrot,
   }));
+}
+
+/**
+ * A check of CARROT's default on settings never used to design it (added after the grid; expectation fixed before it
+ * ran, README "Out of the grid"): uniform label noise 0.2 and 0.4, and a wider shape (K = 100 in 20 groups, d = 128)
+ * at within-group noise 0.3; 5 validation images per class; rows ERM, CARROT, small-loss.
+ */
+function outOfGridCells(): Cell[] {
+  const cell = (id: string, features: string, noise: number, options: FineGrainedOptions): Cell => ({
+    id: `out-of-grid/${id}`,
+    features,
+    noise,
+    valPerClass: 5,
+    methods: ["erm", "carrot", "small-loss"] as const,
+    data: (seed) => makeFineGrainedFeatures({ ...options, seed, perClass: { val: 5 } }),
+  });
+  return [
+    cell("uniform/noise=0.2", "synthetic defaults, uniform noise", 0.2, {
+      labelNoise: { rate: 0.2, mode: "uniform" },
+    }),
+    cell("uniform/noise=0.4", "synthetic defaults, uniform noise", 0.4, {
+      labelNoise: { rate: 0.4, mode: "uniform" },
+    }),
+    cell("k100-d128/noise=0.3", "K = 100 in 20 groups, d = 128", 0.3, {
+      numClasses: 100,
+      groups: 20,
+      dim: 128,
+      labelNoise: { rate: 0.3 },
+    }),
+  ];
 }
 
 /**
@@ -287,6 +322,7 @@ const allCells = () => [
   ...trimSplitsCells(),
   ...validationPathCells(),
   ...trainSettingCells("train-setting-validation-path", { validationPath: true }),
+  ...outOfGridCells(),
 ];
 
 /** The cells stored so far, in grid order (for the README and notebook 04, without running anything). */
