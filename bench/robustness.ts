@@ -137,8 +137,9 @@ function variantCells(
 
 /**
  * A check of CARROT's default on settings never used to design it (added after the grid; expectation fixed before it
- * ran, README "Out of the grid"): uniform label noise 0.2 and 0.4, and a wider shape (K = 100 in 20 groups, d = 128)
- * at within-group noise 0.3; 5 validation images per class; rows ERM, CARROT, small-loss.
+ * ran, README "Out of the grid"): uniform label noise 0.2 and 0.4, pair flips 0.2 and 0.4 (added after the others had
+ * run, with the same expectation), and a wider shape (K = 100 in 20 groups, d = 128) at within-group noise 0.3; 5
+ * validation images per class; rows ERM, CARROT, small-loss.
  */
 function outOfGridCells(): Cell[] {
   const cell = (id: string, features: string, noise: number, options: FineGrainedOptions): Cell => ({
@@ -156,6 +157,13 @@ function outOfGridCells(): Cell[] {
     cell("uniform/noise=0.4", "synthetic defaults, uniform noise", 0.4, {
       labelNoise: { rate: 0.4, mode: "uniform" },
     }),
+    // pair flips: 25 groups of 2 classes, a flipped label is always the sibling (added after the first three)
+    ...[0.2, 0.4].map((rate) =>
+      cell(`pair-flip/noise=${rate}`, "synthetic defaults, pair-flip noise", rate, {
+        groups: 25,
+        labelNoise: { rate, withinGroupShare: 1 },
+      })
+    ),
     cell("k100-d128/noise=0.3", "K = 100 in 20 groups, d = 128", 0.3, {
       numClasses: 100,
       groups: 20,
