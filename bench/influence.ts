@@ -89,8 +89,23 @@ export async function benchInfluence(): Promise<void> {
     features: test.features.slice([0, 0], [500, -1]) as tf.Tensor2D,
     labels: test.labels.slice(0, 500),
   };
-  const exact = await timed(() => testInfluence(fit, train, subset, { topK: 10, method: "exact" }));
-  log(`testInfluence exact top-10, 500 test points: ${exact.seconds.toFixed(2)} s`);
+  for (const preconditioner of ["auto", "none"] as const) {
+    let race: string | undefined;
+    const exact = await timed(() =>
+      testInfluence(fit, train, subset, {
+        topK: 10,
+        method: "exact",
+        preconditioner,
+        onSolver: (r) => race = r.cgPreconditioner,
+      })
+    );
+    log(
+      `testInfluence exact top-10, 500 test points, preconditioner ${preconditioner}: ${
+        exact.seconds.toFixed(2)
+      } s` +
+        (race ? ` (${race})` : ""),
+    );
+  }
   const approx = await timed(() => testInfluence(fit, train, subset, { topK: 10, method: "ekfac" }));
   log(`testInfluence EK-FAC top-10, 500 test points: ${approx.seconds.toFixed(2)} s`);
   disposeHead(fit);

@@ -133,6 +133,8 @@ export interface SolverReport {
   reason: string;
   /** The direct path's diagnostics when `method` is "direct". */
   direct?: DirectDiagnostics;
+  /** Block CG's preconditioner race ("auto" preconditioner, ≥ 8 blocks): both iteration counts and the choice. */
+  cgPreconditioner?: string;
 }
 
 const UNIT_ROUNDOFF = 2 ** -24;

@@ -115,6 +115,7 @@ Deno.test('testInfluence() and selfInfluence(): method "direct" equals "exact" (
     blockSize: 4,
     tol: 1e-8,
     method: "exact",
+    preconditioner: "none",
   });
   assert.deepEqual(exact.report, { requested: "exact", method: "exact", reason: "requested" });
   const before = tf.memory().numTensors;
@@ -280,4 +281,61 @@ Deno.test("factorHessian() refuses a factorisation over the memory budget; testI
   assert.equal(tf.memory().numTensors, before, "leaked tensors");
   disposeHead(fit);
   p.dispose();
+});
+
+Deno.test('testInfluence(): the "auto" preconditioner runs CG block 1 plain, block 2 with EK-FAC, then keeps the cheaper', async () => {
+  // 40 test points in 10 blocks of 4; multiply-adds per solve and iteration: the HVP 2 n (d+1) K, the EK-FAC
+  // inverse 2 (K (d+1)² + K² (d+1))
+  const cases = [
+    { n: 120, dim: 10, k: 4, lambda: 1, ekfac: true }, // EK-FAC cuts the iterations enough to pay for itself
+    { n: 60, dim: 30, k: 10, lambda: 10, ekfac: false }, // a well-conditioned H: it does not
+  ];
+  for (const { n, dim, k, lambda, ekfac } of cases) {
+    const width = dim + 1, hvp = 2 * n * width * k, apply = 2 * (k * width ** 2 + k ** 2 * width);
+    const full = randomProblem({ n: n + 40, dim, numClasses: k, lambda, seed: 5 });
+    const train = {
+      features: full.train.features.slice([0, 0], [n, -1]) as tf.Tensor2D,
+      labels: full.train.labels.slice(0, n),
+    };
+    const test = {
+      features: full.train.features.slice([n, 0], [40, -1]) as tf.Tensor2D,
+      labels: full.train.labels.slice(n),
+    };
+    const fit = await fitHead(train, { lambda, alpha: full.alpha.slice(0, n), tol: 1e-7 });
+    const before = tf.memory().numTensors;
+    const runs: { iterations: number; used: boolean }[] = [];
+    const raced = await scoreMatrix(fit, train, test, {
+      method: "exact",
+      blockSize: 4,
+      onCgSolve: (d) => runs.push({ iterations: d.iterations, used: d.preconditioner.used }),
+    });
+    const plain = await scoreMatrix(fit, train, test, {
+      method: "exact",
+      blockSize: 4,
+      preconditioner: "none",
+    });
+    const few = await scoreMatrix(fit, train, test, { method: "exact", blockSize: 6 }); // 7 blocks: no race
+    assert.equal(few.report.cgPreconditioner, undefined);
+    assert.equal(tf.memory().numTensors, before, "leaked tensors");
+    assert.equal(runs.length, 10);
+    assert.deepEqual(runs.slice(0, 2).map((r) => r.used), [false, true]);
+    // the choice follows the cost model on the recorded iteration counts
+    const chosen = runs[1].iterations * (hvp + apply) < runs[0].iterations * hvp;
+    assert.equal(chosen, ekfac, `${runs.map((r) => r.iterations)}`);
+    assert.deepEqual(runs.slice(2, 10).map((r) => r.used), Array(8).fill(chosen));
+    assert.match(
+      raced.report.cgPreconditioner ?? "",
+      new RegExp(
+        `^block 1 plain: ${runs[0].iterations} iterations .*; block 2 EK-FAC-preconditioned: ` +
+          `${runs[1].iterations} iterations .*: ${ekfac ? "EK-FAC" : "none"} for the rest$`,
+      ),
+    );
+    assert.equal(plain.report.cgPreconditioner, undefined);
+    assert.ok(
+      relMax(raced.matrix, plain.matrix) < 1e-4,
+      `raced vs plain ${relMax(raced.matrix, plain.matrix)}`,
+    );
+    disposeHead(fit);
+    tf.dispose([full.train.features, train.features, test.features]);
+  }
 });
