@@ -508,6 +508,7 @@ async function blockSolver(
 ) {
   const n = train.features.shape[0], k = fit.numClasses;
   const requested = options.method ?? "auto", direct = { tol: options.tol, ...options.direct };
+  const tol = options.tol ?? 1e-6;
   const operator = hessianOperator(fit, train);
   const approximation = requested === "ekfac" ? await kroneckerInverse(fit, train) : undefined;
   const measure = requested === "auto" && direct.cgIterationsEstimate === undefined &&
@@ -538,9 +539,9 @@ async function blockSolver(
       [race.plain, race.stage] = [lastCg.iterations, "trial"];
       return;
     }
-    // multiply-adds per solve and iteration: the HVP 2 n (d+1) K; the EK-FAC inverse 2 (K (d+1)² + K² (d+1))
+    // multiply-adds per solve and iteration: the HVP (`solverCosts`); the EK-FAC inverse 2 (K (d+1)² + K² (d+1))
     const width = fit.weights.shape[1],
-      hvp = 2 * n * width * k,
+      hvp = solverCosts(fit, train, 1, 1).cg,
       apply = 2 * (k * width ** 2 + k ** 2 * width);
     const trial = lastCg.iterations, failure = lastCg.preconditioner.failure;
     const used = !failure && trial * (hvp + apply) < race.plain * hvp;
@@ -560,7 +561,7 @@ async function blockSolver(
       (v) => operator.apply(v as tf.Tensor3D),
       grads,
       {
-        tol: options.tol ?? 1e-6,
+        tol,
         maxIter,
         preconditioner: inverse && ((v) => inverse.apply(v as tf.Tensor3D)),
       },
@@ -577,7 +578,7 @@ async function blockSolver(
     const run = await conjugateGradient(grads, Math.min(breakEven, userCap));
     const iterations = run.diagnostics.iterations;
     const firstBlock = `first block by block CG: `;
-    if (run.diagnostics.relativeResiduals.every((r) => r <= (options.tol ?? 1e-6)) || userCap < breakEven) {
+    if (run.diagnostics.relativeResiduals.every((r) => r <= tol) || userCap < breakEven) {
       chosen = {
         report: {
           requested,
@@ -589,6 +590,7 @@ async function blockSolver(
       };
       return run.solution;
     }
+    run.solution.dispose(); // the block is solved again, by the factor (or by CG without the cap)
     chosen = await chooseHessianSolver(fit, train, "direct", {
       ...direct,
       because:
@@ -596,7 +598,6 @@ async function blockSolver(
         `(≈ ${formatGmac(costs.direct)} for ${points} solves): direct`,
     });
     chosen.report.requested = requested;
-    run.solution.dispose();
     if (!chosen.factor) return (await conjugateGradient(grads)).solution; // not positive definite: CG after all
     return await chosen.factor.solve(grads);
   };
