@@ -316,6 +316,7 @@ export {
   carrotReweight,
   defaultCarrotPaths,
   defaultTrimFractions,
+  defaultValidationPathMinPerClass,
   describeCandidate,
 } from "./lib/carrot/carrot.ts";
 export { lossTrimAlpha, type TrimOptions } from "./lib/carrot/trim.ts";
@@ -323,6 +324,7 @@ export {
   type SplitValidationOptions,
   type SplitValidationResult,
   splitValidationReweight,
+  validationHalves,
 } from "./lib/carrot/split_validation.ts";
 export {
   defaultLambdaGrid,

@@ -14,8 +14,9 @@
  * Then the consistency cells (`consistencyCells`): CARROT with and without the consistency term; the
  * train-setting cells (`trainSettingCells`): `deno task train`'s cheaper CARROT setting against ERM; and the
  * trim-splits cells (`trimSplitsCells`): trimming by out-of-fold losses averaged over 5 fold assignments; and the
- * validation-path cells (`validationPathCells`): CARROT with the split-validation RRO as a challenger; and the
- * train-setting cells again with that challenger (`train-setting-validation-path/…`); and the out-of-grid cells
+ * validation-path cells (`validationPathCells`): CARROT with the split-validation RRO as a challenger at any size
+ * of B, as measured before the guard on B's size made it part of the default; and the train-setting cells again
+ * with that unguarded challenger (`train-setting-validation-path/…`); and the out-of-grid cells
  * (`outOfGridCells`): the default on settings never used to design it.
  * Columns: test top-1 mean ± std, ECE before and after temperature scaling (T fitted on val per method), NLL after
  * T, CARROT − ERM (mean ± std of the per-seed difference) and how often CARROT's selection fell back to α = 1.
@@ -170,6 +171,22 @@ function outOfGridCells(): Cell[] {
       dim: 128,
       labelNoise: { rate: 0.3 },
     }),
+  ];
+}
+
+/**
+ * The check that made the split-validation challenger part of CARROT's default (README, "The validation path"; rule
+ * fixed before it ran): seeds 3, 4, 5, never run with the challenger before, on the synthetic cells where half of
+ * val holds ≥ 5 images per class (val ∈ {10, 30}), in the grid's setting and in `deno task train`'s; rows ERM,
+ * CARROT without the challenger (`carrot-selection`) and CARROT's default.
+ */
+function guardCheckCells(): Cell[] {
+  const cells = syntheticCells().filter((cell) => /^synthetic\/.*\/val=(10|30)$/.test(cell.id));
+  const methods = ["erm", "carrot-selection", "carrot"] as const;
+  return [
+    ...cells.map((cell) => ({ ...cell, id: `guard-check/${cell.id}`, methods, seeds: [3, 4, 5] })),
+    ...trainSettingCells().filter((cell) => /\/val=(10|30)$/.test(cell.id))
+      .map((cell) => ({ ...cell, id: `guard-check/${cell.id}`, methods, seeds: [3, 4, 5] })),
   ];
 }
 
@@ -329,8 +346,12 @@ const allCells = () => [
   ...trainSettingCells(),
   ...trimSplitsCells(),
   ...validationPathCells(),
-  ...trainSettingCells("train-setting-validation-path", { validationPath: true }),
+  ...trainSettingCells("train-setting-validation-path", {
+    validationPath: true,
+    validationPathMinPerClass: 0,
+  }),
   ...outOfGridCells(),
+  ...guardCheckCells(),
 ];
 
 /** The cells stored so far, in grid order (for the README and notebook 04, without running anything). */

@@ -75,8 +75,9 @@ const schema = z.object({
   trimSplits: z.coerce.number().int().min(1).optional().describe(
     "carrot: fold assignments whose out-of-fold losses are averaged to rank points for trimming (default 1)",
   ),
-  validationPath: z.boolean().default(false).describe(
-    "carrot: also run RRO on half of val and let the other half choose between its head and the selection's",
+  validationPath: z.boolean().default(true).describe(
+    "carrot: also run RRO on half of val and let the other half choose between its head and the selection's, " +
+      "where that half holds ≥ 5 images per class (--validation-path false: the selection alone)",
   ),
   folds: z.coerce.number().int().min(2).default(3).describe(
     "folds of CARROT's cross-fitted objective (the library default is 5; 3 keeps the default run within 180 s)",

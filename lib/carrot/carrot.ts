@@ -18,9 +18,11 @@
  *      errors; otherwise α ≡ 1 (fallback), reported with the numbers.
  *      Optionally (`maxOuterSteps`), a trajectory whose last step is the best so far runs on.
  *   4. Calibration: the returned head carries its temperature fitted on val (ERM's too, in `ermTemperature`).
- *   5. Optionally (`validationPath`), the original RRO made honest by a split of val competes with the selected
- *      head on the half B that never drove its gradient (`split_validation.ts`, `arbitrate` below), unless the
- *      selection fell back.
+ *   5. The original RRO made honest by a split of val competes with the selected head on the half B that never
+ *      drove its gradient (`validationPath`, on by default; `split_validation.ts`, `arbitrate` below), unless the
+ *      selection fell back or B holds fewer than `validationPathMinPerClass` images per class on average. With
+ *      plenty of validation data (≥ 10 per class) RRO's descent on val is the stronger signal; with less, the
+ *      cross-fitted paths alone decide.
  *
  * Why this survives small validation sets: the outer objective is estimated on the n training points out of fold
  * (thousands, not the m validation points), so minimising it cannot memorise val; val only chooses among a
@@ -40,7 +42,8 @@ import {
   outOfFoldLosses,
 } from "./crossfit.ts";
 import { CandidateScorer, pairedCalibratedGain, type SelectionResult } from "./selection.ts";
-import { splitValidationReweight } from "./split_validation.ts";
+import { splitValidationReweight, validationHalves } from "./split_validation.ts";
+import type { TrajectoryEntry } from "./reweight.ts";
 import { selectRows } from "../split.ts";
 import { lossTrimAlpha } from "./trim.ts";
 
@@ -87,14 +90,23 @@ export interface CarrotOptions extends
   /**
    * Also run the original RRO made honest by a split of val (`splitValidationReweight`: it descends half A of
    * val, the other half B picks its step with the fallback to α ≡ 1), and let B arbitrate: its head replaces the
-   * selection's when its paired calibrated-loss gain over it on B exceeds z standard errors (default false; see
+   * selection's when its paired calibrated-loss gain over it on B exceeds z standard errors (default true; see
    * `CarrotResult.validationPath`). Not when the selection fell back: all of val found no gain over ERM beyond
    * its noise, no evidence of harmful training points, and a challenger that descends val itself must not
-   * overrule that (then RRO is not run).
+   * overrule that (then RRO is not run). Nor when B is small (`validationPathMinPerClass`).
    */
   validationPath?: boolean;
+  /**
+   * With `validationPath`: the challenger runs only when B holds at least this many images per class on average,
+   * |B| ≥ k K (default `defaultValidationPathMinPerClass`, 5; 0 always runs it). Below it the challenger's step,
+   * chosen on B, and its paired standard error over B are too noisy to overrule a selection made on all of val
+   * (README, "The validation path").
+   */
+  validationPathMinPerClass?: number;
   /** Called after each outer step of each trajectory. */
   onStep?: (path: CarrotPath, entry: CrossFitStep) => void;
+  /** Called after each outer step of the split-validation challenger's RRO on A (when it runs). */
+  onValidationPathStep?: (entry: TrajectoryEntry) => void;
 }
 
 /** One trajectory of CARROT's default: how held-out points are weighted, and the consistency weight γ. */
@@ -130,6 +142,9 @@ export const defaultTrimFractions: readonly number[] = [0.1, 0.2, 0.3];
  * 0.2, 3 validation images per class: ECE after T 0.04 point above ERM's + 1) — so it is opt-in.
  */
 export const defaultTrimSplits = 1;
+
+/** Images per class that B must hold on average for the split-validation challenger to run (`CarrotOptions`). */
+export const defaultValidationPathMinPerClass = 5;
 
 /** A candidate's label in words: "ERM", "trim 20% by out-of-fold loss" or "self, γ 0, step 3". */
 export function describeCandidate(label: Record<string, number | string>): string {
@@ -285,21 +300,17 @@ export async function carrotReweight(
       temperature: selection.temperature,
     };
     let validationPath: CarrotResult["validationPath"];
-    if (options.validationPath && selection.fallback) {
-      validationPath = {
-        step: 0,
-        ran: false,
-        used: false,
-        gain: 0,
-        standardError: 0,
-        reason: "split-validation RRO not run: the selection fell back to α ≡ 1",
-      };
-    } else if (options.validationPath) {
+    const challenge = options.validationPath ?? true;
+    const skip = challenge ? validationPathSkipped(val.labels, numClasses, seed, selection, options) : "";
+    if (skip) {
+      validationPath = { step: 0, ran: false, used: false, gain: 0, standardError: 0, reason: skip };
+    } else if (challenge) {
       const arbitrated = await arbitrate(train, val, chosen, {
         lambda: tuned.lambda,
         numClasses,
         seed,
         z: options.z,
+        onStep: options.onValidationPathStep,
       }).catch((error) => {
         disposeHead(fit);
         throw error;
@@ -344,6 +355,26 @@ export function carrotOutcome(result: Pick<CarrotResult, "selection" | "validati
 }
 
 /**
+ * Why the split-validation challenger is not run ("" when it is): the selection fell back to α ≡ 1, or B (half of
+ * each class of val, `validationHalves`) holds fewer than k K images (`CarrotOptions.validationPathMinPerClass`).
+ */
+function validationPathSkipped(
+  valLabels: Int32Array,
+  numClasses: number,
+  seed: number,
+  selection: { fallback: boolean },
+  options: CarrotOptions,
+): string {
+  if (selection.fallback) return "split-validation RRO not run: the selection fell back to α ≡ 1";
+  const k = options.validationPathMinPerClass ?? defaultValidationPathMinPerClass;
+  const b = validationHalves(valLabels, seed).selectionSplit.length;
+  return b < k * numClasses
+    ? `split-validation RRO not run: its selection half B holds ${b} validation images, fewer than ${k} per class ` +
+      `(${k} × ${numClasses} classes); selection kept`
+    : "";
+}
+
+/**
  * The split-validation RRO against the selection's head, arbitrated on B (`CarrotOptions.validationPath`). B picked
  * the RRO step and the selection's head has seen B too (it was selected on all of val), so the comparison carries
  * optimism on both sides; the challenger must win by z standard errors. The loser's head is freed. Only called when
@@ -353,7 +384,13 @@ async function arbitrate(
   train: LabeledFeatures,
   val: LabeledFeatures,
   current: { alpha: Float32Array; fit: HeadFit; temperature: number },
-  options: { lambda: number; numClasses: number; seed: number; z?: number },
+  options: {
+    lambda: number;
+    numClasses: number;
+    seed: number;
+    z?: number;
+    onStep?: (entry: TrajectoryEntry) => void;
+  },
 ) {
   const z = options.z ?? 1;
   const split = await splitValidationReweight(train, val, { ...options, splitSeed: options.seed });

@@ -5,11 +5,14 @@
  * (α = 1) and reused by every other method, so the methods differ only in α:
  *   erm                     α = 1;
  *   carrot                  CARROT's default (`carrot.ts`): cross-fitted influence descent on the training set,
- *                           honest selection on val with the fallback to α = 1;
+ *                           honest selection on val with the fallback to α = 1, and the split-validation RRO as
+ *                           a challenger where half of val holds ≥ 5 images per class (`validationPath`);
  *   carrot-consistency      the same with the "own-class" consistency term (`consistency.ts`) as extra paths:
  *                           γ ∈ {0, 10} × both held-out weightings, the selection picks γ with the step;
- *   carrot-rro-split        CARROT with `validationPath`: rro-split's head replaces the selected one when it wins
- *                           on the half of val that never drove its gradient (opt-in);
+ *   carrot-selection        CARROT without the challenger (`validationPath: false`): its selection alone, the
+ *                           default before the guard on B's size (opt-in);
+ *   carrot-rro-split        CARROT with the challenger at any size of B (`validationPathMinPerClass` 0): as it was
+ *                           measured before the guard on B's size became part of the default (opt-in);
  *   rro                     the original RRO (`reweight.ts`): L_val itself as the outer objective, exact influence
  *                           estimator, ESS floor ρ = 0.5, γ = 0 (what `deno task train` shipped before CARROT's
  *                           default);
@@ -51,6 +54,7 @@ export type ExperimentMethod =
   | "erm"
   | "carrot"
   | "carrot-consistency"
+  | "carrot-selection"
   | "carrot-rro-split"
   | "rro"
   | "rro-consistency"
@@ -68,6 +72,7 @@ export const experimentMethods: readonly ExperimentMethod[] = [
   "erm",
   "carrot",
   "carrot-consistency",
+  "carrot-selection",
   "carrot-rro-split",
   "rro",
   "rro-consistency",
@@ -81,8 +86,16 @@ export const experimentMethods: readonly ExperimentMethod[] = [
   "oracle",
 ];
 
-/** Rows `runExperiment` runs only when asked: the oracle (needs ground truth) and the split-validation rows. */
-const optInMethods: readonly ExperimentMethod[] = ["oracle", "rro-split", "carrot-rro-split"];
+/**
+ * Rows `runExperiment` runs only when asked: the oracle (needs ground truth), the split-validation rows and CARROT
+ * without its challenger.
+ */
+const optInMethods: readonly ExperimentMethod[] = [
+  "oracle",
+  "rro-split",
+  "carrot-selection",
+  "carrot-rro-split",
+];
 
 /**
  * The rows of the robustness grid: ERM, CARROT's default, the original RRO and its split-validation form, the two
@@ -276,10 +289,11 @@ export async function runExperiment(options: ExperimentOptions): Promise<Experim
         const start = performance.now();
         let fit: HeadFit, details: CarrotSeedDetails | undefined, temperature: number | undefined;
         if (method === "erm") fit = erm;
-        else if (method === "carrot" || method === "carrot-consistency" || method === "carrot-rro-split") {
+        else if (method.startsWith("carrot")) {
           const result = await carrotReweight(data.train, data.val, {
             ...(method === "carrot-consistency" ? consistencyPaths : {}),
-            ...(method === "carrot-rro-split" ? { validationPath: true } : {}),
+            ...(method === "carrot-selection" ? { validationPath: false } : {}),
+            ...(method === "carrot-rro-split" ? { validationPath: true, validationPathMinPerClass: 0 } : {}),
             ...options.carrot,
             lambda: tuned.lambda,
             numClasses: erm.numClasses,

@@ -59,6 +59,9 @@ const LOOP_TOL = 1e-3;
 /** How g = ∂L_val/∂α is estimated. */
 export type ReweightEstimator = "influence" | "representer" | "tracin" | "trak";
 
+/** Outer steps of `reweight` when `outerSteps` is not given. */
+export const defaultReweightOuterSteps = 20;
+
 /** Options of `reweight`, with their defaults. */
 export interface ReweightOptions {
   /** λ; when absent it is tuned on val over `lambdaGrid` for the ERM head (α = 1) and reused. */
@@ -77,7 +80,7 @@ export interface ReweightOptions {
   gamma?: number;
   /** Options of that regulariser (default its "pairwise" form; see `consistency.ts` for why "own-class"). */
   consistency?: ConsistencyOptions;
-  /** Outer steps (default 20). */
+  /** Outer steps (default `defaultReweightOuterSteps`, 20). */
   outerSteps?: number;
   /** Stop after this many accepted steps in a row that improve F by < 1e-6 relative (default 3). */
   patience?: number;
@@ -327,7 +330,7 @@ export async function reweight(
     let current = await evaluate(fit);
     record(0, current, 0, 0, true);
     let stalled = 0;
-    for (let step = 1; step <= (options.outerSteps ?? 20); step++) {
+    for (let step = 1; step <= (options.outerSteps ?? defaultReweightOuterSteps); step++) {
       let eta = eta0, halvings = 0;
       let accepted: { fit: HeadFit; alpha: Float32Array; at: Evaluation } | undefined;
       for (;;) {

@@ -25,7 +25,7 @@ import { type SelectionCandidate, type SelectionResult, selectWeighting } from "
 import { selectRows, stratifiedSplitIndices } from "../split.ts";
 
 /** Options of `splitValidationReweight`: RRO's on A (λ required: tune it on all of val for ERM), and the split. */
-export interface SplitValidationOptions extends Omit<ReweightOptions, "lambda" | "onStep"> {
+export interface SplitValidationOptions extends Omit<ReweightOptions, "lambda"> {
   /** λ of the descent and of every refit. */
   lambda: number;
   /** Seed of the split of val into A and B (default 0). */
@@ -48,6 +48,15 @@ export interface SplitValidationResult {
   selectionSplit: Int32Array;
 }
 
+/** The split of val into A (`descent`) and B (`selectionSplit`), as `splitValidationReweight` makes it (indices). */
+export function validationHalves(
+  labels: ArrayLike<number>,
+  seed: number,
+): { descent: Int32Array; selectionSplit: Int32Array } {
+  const { train: descent, val: selectionSplit } = stratifiedSplitIndices(labels, { fraction: 0.5 }, seed);
+  return { descent, selectionSplit };
+}
+
 /**
  * RRO on half of val, its number of steps selected on the other half with a fallback to α ≡ 1 (module JSDoc).
  * Throws `RangeError` when no class has two validation images (B would be empty).
@@ -57,11 +66,7 @@ export async function splitValidationReweight(
   val: LabeledFeatures,
   options: SplitValidationOptions,
 ): Promise<SplitValidationResult> {
-  const { train: descent, val: selectionSplit } = stratifiedSplitIndices(
-    val.labels,
-    { fraction: 0.5 },
-    options.splitSeed ?? 0,
-  );
+  const { descent, selectionSplit } = validationHalves(val.labels, options.splitSeed ?? 0);
   if (selectionSplit.length === 0) {
     throw new RangeError(
       `splitValidationReweight: ${val.labels.length} validation points and no class with two of them, so the ` +
@@ -73,7 +78,10 @@ export async function splitValidationReweight(
     const candidates: SelectionCandidate[] = [];
     const { fit, trajectory } = await reweight(train, a, {
       ...options,
-      onStep: (entry, alpha) => entry.accepted && candidates.push({ alpha, label: { step: entry.step } }),
+      onStep: (entry, alpha) => {
+        if (entry.accepted) candidates.push({ alpha, label: { step: entry.step } });
+        options.onStep?.(entry, alpha);
+      },
     });
     const selection = await selectWeighting(train, b, candidates, {
       lambda: options.lambda,

@@ -29,7 +29,12 @@ import { join } from "node:path";
 import type { LabeledFeatures } from "../carrot/labeled_features.ts";
 import { disposeHead, type HeadFit } from "../carrot/head.ts";
 import { tuneLambda } from "../carrot/lambda.ts";
-import { effectiveSampleSizes, reweight, type ReweightEstimator } from "../carrot/reweight.ts";
+import {
+  defaultReweightOuterSteps,
+  effectiveSampleSizes,
+  reweight,
+  type ReweightEstimator,
+} from "../carrot/reweight.ts";
 import {
   carrotOutcome,
   type CarrotResult,
@@ -114,7 +119,10 @@ export interface TrainConfig {
   maxOuterSteps?: number;
   /** CARROT: fold assignments averaged to rank points for trimming (default `defaultTrimSplits`). */
   trimSplits?: number;
-  /** CARROT: let the split-validation RRO challenge the selected head on half of val (`validationPath`). */
+  /**
+   * CARROT: let the split-validation RRO challenge the selected head on half of val (`validationPath`; default
+   * true, and it runs only where that half holds ≥ 5 images per class).
+   */
   validationPath?: boolean;
   /** Folds of CARROT's cross-fitted objective. */
   folds: number;
@@ -200,7 +208,7 @@ export interface SeedResult {
     gain: number;
     standardError: number;
     reason: string;
-    /** With `--validationPath`: the split-validation RRO's step and the arbitration on half of val. */
+    /** The split-validation RRO's step and the arbitration on half of val (absent with `--validation-path false`). */
     validationPath?: CarrotResult["validationPath"];
     rho: number;
     stepSize: number;
@@ -379,6 +387,9 @@ async function reweightSeed(
       z: config.z,
       seed,
       onStep: (_, entry) => entry.step > 0 && onProgress(++done, Math.max(done, paths.length * outerSteps)),
+      // the challenger (where it runs) adds RRO's steps on half of val to the bar
+      onValidationPathStep: (entry) =>
+        entry.step > 0 && onProgress(++done, paths.length * outerSteps + defaultReweightOuterSteps),
     });
   });
   const { selection } = run;

@@ -193,6 +193,7 @@ Deno.test("outOfFoldLosses(): the mean over fold assignments of each point's los
     trimSplits: 3,
     tol: 1e-8,
     z: 0, // keep any gain: this test is about which points the trimming drops, not about the veto
+    validationPath: false, // nor about the challenger
   });
   assert.ok(!run.selection.fallback, `noise 0.4, yet: ${run.selection.reason}`);
   assert.deepEqual(run.selection.rows[run.selection.chosen].label, {
@@ -243,6 +244,7 @@ Deno.test("carrotReweight(): a path whose last step is the best runs on, up to m
     outerSteps: 1,
     maxOuterSteps: 3,
     trimFractions: [],
+    validationPath: false, // the selection's own choice is under test
     onStep: (path, entry) => steps.push(`${path.heldOutWeighting} ${entry.step}`),
   });
   const accepted = run.trajectories.flatMap((t) => t.steps.filter((e) => e.step > 0 && e.accepted));
@@ -286,13 +288,9 @@ Deno.test("carrotReweight(): falls back to α = 1 without harmful points, keeps 
     });
   const before = tf.memory().numTensors;
   const clean = problem(0, 0, 30);
-  // with the split-validation challenger on: it must not overrule the fallback (before that rule it replaced α ≡ 1
-  // by RRO's step 3 here)
-  const cleanRun = await carrotReweight(clean.train, clean.val, {
-    numClasses: 10,
-    folds: 3,
-    validationPath: true,
-  });
+  // the split-validation challenger (on by default; B holds 15 per class) must not overrule the fallback (before
+  // that rule it replaced α ≡ 1 by RRO's step 3 here)
+  const cleanRun = await carrotReweight(clean.train, clean.val, { numClasses: 10, folds: 3 });
   assert.ok(cleanRun.selection.fallback, `no harmful points, yet: ${cleanRun.selection.reason}`);
   assert.ok(cleanRun.alpha.every((a) => a === 1));
   assert.match(cleanRun.selection.reason, /α ≡ 1/);

@@ -91,11 +91,15 @@ Deno.test("splitValidationReweight: one validation image per class leaves nothin
   tf.dispose([data.train.features, data.val.features, data.test.features]);
 });
 
-Deno.test("carrotReweight with validationPath: the arbiter's report matches an independent comparison on B", async () => {
+Deno.test("carrotReweight with validationPath: the arbiter's report matches an independent comparison on B; a small B skips it", async () => {
   const data = problem(7, 0.4, 10); // a seed whose selection does not fall back (then RRO would not run)
   const settings = { lambda: 1, outerSteps: 2, seed: 0 };
-  const base = await carrotReweight(data.train, data.val, settings);
-  const run = await carrotReweight(data.train, data.val, { ...settings, validationPath: true });
+  const base = await carrotReweight(data.train, data.val, { ...settings, validationPath: false });
+  const challengerSteps: number[] = [];
+  const run = await carrotReweight(data.train, data.val, { // the challenger runs by default
+    ...settings,
+    onValidationPathStep: (entry) => challengerSteps.push(entry.step),
+  });
   const path = run.validationPath;
   assert.ok(path, "no report");
   assert.ok(!run.selection.fallback && path.ran, run.selection.reason);
@@ -106,12 +110,35 @@ Deno.test("carrotReweight with validationPath: the arbiter's report matches an i
   const split = await splitValidationReweight(data.train, data.val, { lambda: 1, splitSeed: 0 });
   assert.ok(!split.selection.fallback, split.selection.reason);
   assert.equal(path.step, split.selection.rows[split.selection.chosen].label.step);
+  assert.deepEqual(
+    challengerSteps,
+    split.trajectory.map((e) => e.step),
+    "onValidationPathStep once per RRO step",
+  );
   const b = selectRows(data.val, split.selectionSplit);
   const expected = await pairedCalibratedGain(base.fit, split.selection.fit, b);
   assert.ok(Math.abs(path.gain - expected.gain) < 1e-4, `${path.gain} vs ${expected.gain}`);
   assert.equal(path.used, expected.gain > expected.standardError, path.reason);
   assert.deepEqual(run.alpha, path.used ? split.alpha : base.alpha);
   assert.equal(run.temperature, path.used ? split.selection.temperature : base.temperature);
-  [base.fit, run.fit, split.selection.fit].forEach(disposeHead);
+  // B holds 5 per class (40 images): at the default guard k = 5 it ran; asking 6 per class it is not run at all
+  assert.equal(split.selectionSplit.length, 5 * 8);
+  const guarded = await carrotReweight(data.train, data.val, {
+    ...settings,
+    validationPathMinPerClass: 6,
+  });
+  assert.deepEqual(guarded.validationPath, {
+    step: 0,
+    ran: false,
+    used: false,
+    gain: 0,
+    standardError: 0,
+    reason:
+      "split-validation RRO not run: its selection half B holds 40 validation images, fewer than 6 per class " +
+      "(6 × 8 classes); selection kept",
+  });
+  assert.deepEqual(guarded.alpha, base.alpha);
+  assert.equal(guarded.temperature, base.temperature);
+  [base.fit, run.fit, guarded.fit, split.selection.fit].forEach(disposeHead);
   tf.dispose([b.features, data.train.features, data.val.features, data.test.features]);
 });
