@@ -140,38 +140,44 @@ function variantCells(
  * A check of CARROT's default on settings never used to design it (added after the grid; expectation fixed before it
  * ran, README "Out of the grid"): uniform label noise 0.2 and 0.4, pair flips 0.2 and 0.4 (added after the others had
  * run, with the same expectation), and a wider shape (K = 100 in 20 groups, d = 128) at within-group noise 0.3; 5
- * validation images per class; rows ERM, CARROT, small-loss.
+ * validation images per class, rows ERM, CARROT, small-loss; and again with 10 per class (`…/val=10`, added after
+ * the split-validation challenger joined the default: half of val then holds 5 per class, so it may run), with
+ * CARROT without the challenger as a fourth row.
  */
 function outOfGridCells(): Cell[] {
-  const cell = (id: string, features: string, noise: number, options: FineGrainedOptions): Cell => ({
-    id: `out-of-grid/${id}`,
-    features,
-    noise,
-    valPerClass: 5,
-    methods: ["erm", "carrot", "small-loss"] as const,
-    data: (seed) => makeFineGrainedFeatures({ ...options, seed, perClass: { val: 5 } }),
-  });
-  return [
-    cell("uniform/noise=0.2", "synthetic defaults, uniform noise", 0.2, {
+  const settings: [string, string, number, FineGrainedOptions][] = [
+    ["uniform/noise=0.2", "synthetic defaults, uniform noise", 0.2, {
       labelNoise: { rate: 0.2, mode: "uniform" },
-    }),
-    cell("uniform/noise=0.4", "synthetic defaults, uniform noise", 0.4, {
+    }],
+    ["uniform/noise=0.4", "synthetic defaults, uniform noise", 0.4, {
       labelNoise: { rate: 0.4, mode: "uniform" },
-    }),
+    }],
     // pair flips: 25 groups of 2 classes, a flipped label is always the sibling (added after the first three)
-    ...[0.2, 0.4].map((rate) =>
-      cell(`pair-flip/noise=${rate}`, "synthetic defaults, pair-flip noise", rate, {
-        groups: 25,
-        labelNoise: { rate, withinGroupShare: 1 },
-      })
-    ),
-    cell("k100-d128/noise=0.3", "K = 100 in 20 groups, d = 128", 0.3, {
+    ...[0.2, 0.4].map((rate): [string, string, number, FineGrainedOptions] => [
+      `pair-flip/noise=${rate}`,
+      "synthetic defaults, pair-flip noise",
+      rate,
+      { groups: 25, labelNoise: { rate, withinGroupShare: 1 } },
+    ]),
+    ["k100-d128/noise=0.3", "K = 100 in 20 groups, d = 128", 0.3, {
       numClasses: 100,
       groups: 20,
       dim: 128,
       labelNoise: { rate: 0.3 },
-    }),
+    }],
   ];
+  return [5, 10].flatMap((val) =>
+    settings.map(([id, features, noise, options]): Cell => ({
+      id: `out-of-grid/${id}${val === 5 ? "" : `/val=${val}`}`,
+      features,
+      noise,
+      valPerClass: val,
+      methods: val === 5
+        ? ["erm", "carrot", "small-loss"]
+        : ["erm", "carrot-selection", "carrot", "small-loss"],
+      data: (seed) => makeFineGrainedFeatures({ ...options, seed, perClass: { val } }),
+    }))
+  );
 }
 
 /**

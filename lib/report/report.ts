@@ -255,7 +255,9 @@ function selectionTable(result: RunResult): string {
       x.fallback ? "yes" : "no"
     }</td><td>${x.gain.toFixed(4)} ± ${
       x.standardError.toFixed(4)
-    }</td><td>η ${x.stepSize}, ρ ${x.rho}, ${x.folds} folds, z ${x.z}</td>
+    }</td><td>η ${x.stepSize}, ρ ${x.rho}, ${x.folds} folds, z ${x.z}${
+      x.validationPath?.ran ? "; challenger: RRO (its defaults) on half of val" : ""
+    }</td>
 <td>T ${s.temperature.erm.toFixed(2)} → ${s.temperature.carrot.toFixed(2)}</td><td>${
       escape(x.reason)
     }</td></tr>`;
@@ -263,7 +265,9 @@ function selectionTable(result: RunResult): string {
   if (rows.length === 0) return "";
   return `<section><h2>CARROT's selection per seed</h2>
 <p>Candidates: every accepted step of every path (held-out weighting, γ) and loss trimming at each fraction, refitted on all of train and scored by the
-calibrated validation loss; the best replaces ERM only when its paired gain exceeds z standard errors.</p>
+calibrated validation loss; the best replaces ERM only when its paired gain exceeds z standard errors. Where half of val
+holds ≥ 5 images per class and the selection did not fall back, the split-validation RRO challenges the selected head
+on that half (it descends the other half) and replaces it only when it wins there by z standard errors.</p>
 <table><tr><th>seed</th><th>in use</th><th>best on val</th><th>fallback</th><th>val gain ± s.e.</th><th>settings</th>
 <th>temperature ERM → CARROT</th><th>why</th></tr>
 ${rows.join("\n")}</table></section>`;
