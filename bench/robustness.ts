@@ -142,7 +142,7 @@ function variantCells(
  * run, with the same expectation), and a wider shape (K = 100 in 20 groups, d = 128) at within-group noise 0.3; 5
  * validation images per class, rows ERM, CARROT, small-loss; and again with 10 per class (`…/val=10`, added after
  * the split-validation challenger joined the default: half of val then holds 5 per class, so it may run), with
- * CARROT without the challenger as a fourth row.
+ * CARROT without the challenger as a fourth row; and the grid's CUB-sized cell with 10 per class likewise.
  */
 function outOfGridCells(): Cell[] {
   const settings: [string, string, number, FineGrainedOptions][] = [
@@ -166,18 +166,36 @@ function outOfGridCells(): Cell[] {
       labelNoise: { rate: 0.3 },
     }],
   ];
-  return [5, 10].flatMap((val) =>
-    settings.map(([id, features, noise, options]): Cell => ({
-      id: `out-of-grid/${id}${val === 5 ? "" : `/val=${val}`}`,
-      features,
-      noise,
-      valPerClass: val,
-      methods: val === 5
-        ? ["erm", "carrot", "small-loss"]
-        : ["erm", "carrot-selection", "carrot", "small-loss"],
-      data: (seed) => makeFineGrainedFeatures({ ...options, seed, perClass: { val } }),
-    }))
-  );
+  const k = cubSizedPreset.numClasses!;
+  return [
+    ...[5, 10].flatMap((val) =>
+      settings.map(([id, features, noise, options]): Cell => ({
+        id: `out-of-grid/${id}${val === 5 ? "" : `/val=${val}`}`,
+        features,
+        noise,
+        valPerClass: val,
+        methods: val === 5
+          ? ["erm", "carrot", "small-loss"]
+          : ["erm", "carrot-selection", "carrot", "small-loss"],
+        data: (seed) => makeFineGrainedFeatures({ ...options, seed, perClass: { val } }),
+      }))
+    ),
+    // the grid's CUB-sized cell with 10 validation images per class (added with the 10-per-class cells)
+    {
+      id: "out-of-grid/cub-sized/noise=0.2/val=10",
+      features: "CUB-sized synthetic",
+      noise: 0.2,
+      valPerClass: 10,
+      methods: ["erm", "carrot-selection", "carrot", "small-loss"],
+      data: (seed) =>
+        makeFineGrainedFeatures({
+          preset: "cub",
+          seed,
+          labelNoise: { rate: 0.2 },
+          splitSizes: { train: 5994, val: 10 * k, test: 5794 },
+        }),
+    },
+  ];
 }
 
 /**
