@@ -166,7 +166,6 @@ function outOfGridCells(): Cell[] {
       labelNoise: { rate: 0.3 },
     }],
   ];
-  const k = cubSizedPreset.numClasses!;
   return [
     ...[5, 10].flatMap((val) =>
       settings.map(([id, features, noise, options]): Cell => ({
@@ -187,13 +186,7 @@ function outOfGridCells(): Cell[] {
       noise: 0.2,
       valPerClass: 10,
       methods: ["erm", "carrot-selection", "carrot", "small-loss"],
-      data: (seed) =>
-        makeFineGrainedFeatures({
-          preset: "cub",
-          seed,
-          labelNoise: { rate: 0.2 },
-          splitSizes: { train: 5994, val: 10 * k, test: 5794 },
-        }),
+      data: cubSizedData(10),
     },
   ];
 }
@@ -240,21 +233,26 @@ function syntheticCells(): Cell[] {
       });
     }
   }
-  const k = cubSizedPreset.numClasses!;
   cells.push({
     id: "cub-sized/noise=0.2/val=5",
     features: "CUB-sized synthetic",
     noise: 0.2,
     valPerClass: 5,
-    data: (seed) =>
-      makeFineGrainedFeatures({
-        preset: "cub",
-        seed,
-        labelNoise: { rate: 0.2 },
-        splitSizes: { train: 5994, val: 5 * k, test: 5794 },
-      }),
+    data: cubSizedData(5),
   });
   return cells;
+}
+
+/** The CUB-sized preset at within-group noise 0.2: CUB's train and test sizes, `valPerClass` per class in val. */
+function cubSizedData(valPerClass: number): Cell["data"] {
+  const k = cubSizedPreset.numClasses!;
+  return (seed) =>
+    makeFineGrainedFeatures({
+      preset: "cub",
+      seed,
+      labelNoise: { rate: 0.2 },
+      splitSizes: { train: 5994, val: valPerClass * k, test: 5794 },
+    });
 }
 
 /** The SynthBirds default task's features (as `deno task train` extracts them; cached after the first run). */
