@@ -77,7 +77,7 @@ const schema = z.object({
   ),
   validationPath: z.boolean().default(true).describe(
     "carrot: also run RRO on half of val and let the other half choose between its head and the selection's, " +
-      "where that half holds ≥ 5 images per class (--validation-path false: the selection alone)",
+      "where that half holds ≥ 5 images per class (--validationPath false: the selection alone)",
   ),
   folds: z.coerce.number().int().min(2).default(3).describe(
     "folds of CARROT's cross-fitted objective (the library default is 5; 3 keeps the default run within 180 s)",

@@ -217,6 +217,12 @@ export async function carrotReweight(
   if (!(Number.isInteger(splits) && splits >= 1)) {
     throw new RangeError(`carrotReweight: trimSplits must be an integer ≥ 1, got ${splits}`);
   }
+  const minPerClass = options.validationPathMinPerClass ?? defaultValidationPathMinPerClass;
+  if (!(minPerClass >= 0 && Number.isFinite(minPerClass))) {
+    throw new RangeError(
+      `carrotReweight: validationPathMinPerClass must be a number ≥ 0, got ${minPerClass}`,
+    );
+  }
   const tuned = await tuneLambda(train, val, {
     grid: options.lambda === undefined ? options.lambdaGrid : [options.lambda],
     numClasses: options.numClasses,

@@ -208,7 +208,7 @@ export interface SeedResult {
     gain: number;
     standardError: number;
     reason: string;
-    /** The split-validation RRO's step and the arbitration on half of val (absent with `--validation-path false`). */
+    /** The split-validation RRO's step and the arbitration on half of val (absent with `--validationPath false`). */
     validationPath?: CarrotResult["validationPath"];
     rho: number;
     stepSize: number;
@@ -389,7 +389,8 @@ async function reweightSeed(
       onStep: (_, entry) => entry.step > 0 && onProgress(++done, Math.max(done, paths.length * outerSteps)),
       // the challenger (where it runs) adds RRO's steps on half of val to the bar
       onValidationPathStep: (entry) =>
-        entry.step > 0 && onProgress(++done, paths.length * outerSteps + defaultReweightOuterSteps),
+        entry.step > 0 &&
+        onProgress(++done, Math.max(done, paths.length * outerSteps + defaultReweightOuterSteps)),
     });
   });
   const { selection } = run;

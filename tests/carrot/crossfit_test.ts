@@ -212,6 +212,10 @@ Deno.test("outOfFoldLosses(): the mean over fold assignments of each point's los
     carrotReweight(data.train, data.val, { lambda, trimSplits: 0 }),
     /trimSplits must be an integer ≥ 1/,
   );
+  await assert.rejects(
+    carrotReweight(data.train, data.val, { lambda, validationPathMinPerClass: -1 }),
+    /validationPathMinPerClass must be a number ≥ 0, got -1/,
+  );
   assert.equal(tf.memory().numTensors, before, "tensors leaked");
   dispose(data);
 });
