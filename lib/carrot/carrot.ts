@@ -307,7 +307,7 @@ export async function carrotReweight(
     };
     let validationPath: CarrotResult["validationPath"];
     const challenge = options.validationPath ?? true;
-    const skip = challenge ? validationPathSkipped(val.labels, numClasses, seed, selection, options) : "";
+    const skip = challenge ? validationPathSkipped(val.labels, numClasses, seed, selection, minPerClass) : "";
     if (skip) {
       validationPath = { step: 0, ran: false, used: false, gain: 0, standardError: 0, reason: skip };
     } else if (challenge) {
@@ -369,10 +369,9 @@ function validationPathSkipped(
   numClasses: number,
   seed: number,
   selection: { fallback: boolean },
-  options: CarrotOptions,
+  k: number,
 ): string {
   if (selection.fallback) return "split-validation RRO not run: the selection fell back to α ≡ 1";
-  const k = options.validationPathMinPerClass ?? defaultValidationPathMinPerClass;
   const b = validationHalves(valLabels, seed).selectionSplit.length;
   return b < k * numClasses
     ? `split-validation RRO not run: its selection half B holds ${b} validation images, fewer than ${k} per class ` +
