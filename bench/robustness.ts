@@ -376,6 +376,13 @@ const allCells = () => [
   ...guardCheckCells(),
 ];
 
+/** The data of the grid's cell `id` (and how to release what it loaded), for other benches on the same cells. */
+export function robustnessCellData(id: string): Pick<Cell, "data" | "release"> {
+  const cell = allCells().find((c) => c.id === id);
+  if (!cell) throw new RangeError(`no robustness cell "${id}" (bench/robustness.ts)`);
+  return cell;
+}
+
 /** The cells stored so far, in grid order (for the README and notebook 04, without running anything). */
 export function storedRobustnessCells(): RobustnessCell[] {
   return allCells().map((c) => loadResult(c.id, false)).filter((

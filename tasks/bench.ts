@@ -1,7 +1,8 @@
 /**
  * `deno task bench [suite…]`: CARROT's benchmarks. Suites: head, influence, influence-direct, agreement,
- * backbone, experiment, debugging, reweight, consistency (why the consistency term hurt), robustness (default:
- * all but robustness, which takes about an hour; `--only`, `--shard`, `--rerun` and `--fresh` steer it). Each
+ * backbone, experiment, debugging, reweight, consistency (why the consistency term hurt), robustness and
+ * selection-evidence (default: all but those two, which take about an hour and half an hour; `--only` picks their
+ * cells, and `--shard`, `--rerun` and `--fresh` steer robustness). Each
  * prints throughput and the ratio to the reference figures in `../shared/REFERENCE.md`; rerun those baselines
  * side by side when comparing, since this machine type drifts 2–3× (REFERENCE.md).
  */
@@ -18,6 +19,7 @@ import { benchReweight } from "../bench/reweight.ts";
 import { benchRobustness } from "../bench/robustness.ts";
 import { type ExperimentMethod, experimentMethods } from "../lib/carrot/experiment.ts";
 import { benchConsistency } from "../bench/consistency.ts";
+import { benchSelectionEvidence } from "../bench/selection_evidence.ts";
 
 interface SuiteOptions {
   dump?: string;
@@ -40,8 +42,9 @@ const suites: Record<string, (options: SuiteOptions) => Promise<void>> = {
   robustness: async (options) => {
     await benchRobustness(options);
   },
+  "selection-evidence": benchSelectionEvidence,
 };
-const slow = new Set(["robustness"]);
+const slow = new Set(["robustness", "selection-evidence"]);
 
 const Options = z.object({
   backend: z.enum(["auto", "webgpu", "wasm", "cpu"]).default("auto").describe("tfjs backend"),
@@ -50,7 +53,7 @@ const Options = z.object({
     "head: write its two problems for the sklearn baseline (the non-trivial one here, REFERENCE §3's in ./reference)",
   ),
   only: z.string().optional().describe(
-    "robustness: run only the cells whose id matches this regular expression",
+    "robustness, selection-evidence: run only the cells whose id matches this regular expression",
   ),
   shard: z.string().regex(/^\d+\/\d+$/, "expected i/n").optional().describe(
     "robustness: run every n-th cell from the i-th (i/n)",

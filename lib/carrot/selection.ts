@@ -99,7 +99,7 @@ async function calibratedLosses(fit: HeadFit, val: LabeledFeatures) {
 }
 
 /** d̄ = mean_j (a_j − b_j) over paired per-point losses and its standard error s/√m (∞ for m = 1). */
-function pairedGain(a: Float64Array, b: Float64Array): { gain: number; standardError: number } {
+export function pairedGain(a: Float64Array, b: Float64Array): { gain: number; standardError: number } {
   const m = a.length, differences = a.map((v, j) => v - b[j]);
   const gain = differences.reduce((s, v) => s + v, 0) / m;
   const variance = m > 1 ? differences.reduce((s, v) => s + (v - gain) ** 2, 0) / (m - 1) : Infinity;
