@@ -1,7 +1,8 @@
 /**
  * `deno task bench selection-evidence`: with 3–10 clean validation images per class, which evidence ranks
- * reweighting candidates the way test top-1 does? (Issue 13; exploratory, rules written before the runs, README
- * "Selection by noisy held-out accuracy".)
+ * reweighting candidates the way test top-1 does? (Issue 13; exploratory. Rule S and the comparison on 6 of the
+ * cells were written down before they ran; val top-1 and the other 13 cells were added after. README "Selection by
+ * noisy held-out accuracy".)
  *
  * Candidates, all with class masses kept (`trim.ts`): ERM (α ≡ 1), trimming by out-of-fold losses at q = 0.1, 0.2,
  * 0.3 (CARROT's trims), trimming by the ERM head's in-sample losses at q = 0.2 (the small-loss row's). Criteria:
