@@ -28,6 +28,7 @@ import { outOfFoldLosses, stratifiedFolds } from "../lib/carrot/crossfit.ts";
 import { lossTrimAlpha } from "../lib/carrot/trim.ts";
 import { pairedCalibratedGain, pairedGain } from "../lib/carrot/selection.ts";
 import { evaluateHead } from "../lib/carrot/metrics.ts";
+import { inSampleLosses } from "../lib/carrot/experiment.ts";
 import { evaluateHeadWithTemperature, fitTemperature } from "../lib/carrot/temperature.ts";
 import type { LabeledFeatures } from "../lib/carrot/labeled_features.ts";
 import { selectRows } from "../lib/split.ts";
@@ -54,18 +55,10 @@ const OUTER_FOLDS = 5;
 
 /** α of every candidate on `train`, from `train` alone (`erm` fitted on it). */
 async function candidateAlphas(train: LabeledFeatures, erm: HeadFit, lambda: number, seed: number) {
-  const k = erm.numClasses;
-  const own = tf.tidy(() =>
-    tf.sum(
-      tf.mul(headProbabilities(erm, train.features), tf.oneHot(tf.tensor1d(train.labels, "int32"), k)),
-      1,
-    )
-  );
-  const inSample = Float64Array.from(await own.data(), (p) => -Math.log(p));
-  own.dispose();
+  const inSample = await inSampleLosses(erm, train);
   const outOfFold = await outOfFoldLosses(train, [seed], {
     lambda,
-    numClasses: k,
+    numClasses: erm.numClasses,
     folds: 5,
     init: erm.weights,
   });
@@ -191,9 +184,8 @@ export async function benchSelectionEvidence(options: { only?: string } = {}): P
     for (const seed of [0, 1, 2]) {
       const data = await cell.data(seed);
       const result = await runSeed(data, seed);
-      if (!id.startsWith("synthbirds")) {
-        tf.dispose([data.train.features, data.val.features, data.test.features]);
-      }
+      // every cell's data are this seed's own tensors (SynthBirds' are copies of the loaded features)
+      tf.dispose([data.train.features, data.val.features, data.test.features]);
       results.push(result);
       const best = Math.max(...result.test);
       const picked = Object.entries(result.criteria).map(([name, scores]) => {

@@ -213,20 +213,25 @@ const seedDetails = (selection: Omit<SelectionResult, "fit">): CarrotSeedDetails
   reason: selection.reason,
 });
 
-/** α for small-loss filtering: 0 for the 20% highest-loss points of each class under the ERM head (`trim.ts`). */
-async function smallLossAlpha(erm: HeadFit, train: LabeledFeatures): Promise<Float32Array> {
+/** In-sample losses ℓ_i = −log p_{y_i}(h_i) of every training point under a head fitted on them (float64). */
+export async function inSampleLosses(fit: HeadFit, train: LabeledFeatures): Promise<Float64Array> {
   const p = tf.tidy(() =>
     tf.sum(
       tf.mul(
-        headProbabilities(erm, train.features),
-        tf.oneHot(tf.tensor1d(train.labels, "int32"), erm.numClasses),
+        headProbabilities(fit, train.features),
+        tf.oneHot(tf.tensor1d(train.labels, "int32"), fit.numClasses),
       ),
       1,
     )
   );
   const own = await readValues(p);
   p.dispose();
-  return lossTrimAlpha(Float64Array.from(own, (q) => -Math.log(q)), train.labels, 0.2);
+  return Float64Array.from(own, (q) => -Math.log(q));
+}
+
+/** α for small-loss filtering: 0 for the 20% highest-loss points of each class under the ERM head (`trim.ts`). */
+async function smallLossAlpha(erm: HeadFit, train: LabeledFeatures): Promise<Float32Array> {
+  return lossTrimAlpha(await inSampleLosses(erm, train), train.labels, 0.2);
 }
 
 /** α of the oracle row: 0 on the points flagged mislabelled or shortcut, 1 elsewhere. */
