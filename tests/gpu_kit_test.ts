@@ -142,14 +142,17 @@ Deno.test("gpu-kit: the kit builds with its layout and runs offline on WASM (--q
           "EK-FAC testInfluence top-10",
           "EK-FAC validationAlphaGradient",
           "RRO 3 steps",
+          "CARROT default \\(carrotReweight\\)",
         ]
       ) assert.match(text, new RegExp(`^${stage}: [\\d.]+ s; reads`, "m"));
+      assert.match(text, /^ {2}test top-1 ERM [\d.]+% → CARROT [\d.]+%$/m);
       assert.match(text, /^reads: (not counted|counted)/m);
       assert.match(text, /^== done: exit 0 /m);
       const json = JSON.parse(readFileSync(join(results, "gpu_kit_results.json"), "utf8"));
       assert.equal(json.backend.active, "wasm");
       assert.ok(json.backbone[0].imagesPerSecond > 0);
-      assert.equal(json.head.length, 6);
+      assert.equal(json.head.length, 7);
+      assert.ok(json.carrot.carrotTop1 > 0 && json.carrot.ermTop1 > 0);
       assert.equal(json.torch.models[0].sameLength, true);
       assert.ok(json.torch.models[0].maxAbsDiff > 0);
       assert.ok(json.finishedAt);
