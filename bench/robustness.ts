@@ -49,6 +49,7 @@ import { loadImageFeatures, type PipelineFeatures } from "../lib/pipeline/featur
 import { selectRows, stratifiedSplitIndices } from "../lib/split.ts";
 import { meanStd } from "../lib/stats.ts";
 import { log } from "../lib/progress.ts";
+import { Random } from "../lib/random.ts";
 
 /** One cell of the grid: a name and the data of each seed. */
 interface Cell {
@@ -142,7 +143,8 @@ function variantCells(
  * run, with the same expectation), and a wider shape (K = 100 in 20 groups, d = 128) at within-group noise 0.3; 5
  * validation images per class, rows ERM, CARROT, small-loss; and again with 10 per class (`…/val=10`, added after
  * the split-validation challenger joined the default: half of val then holds 5 per class, so it may run), with
- * CARROT without the challenger as a fourth row; and the grid's CUB-sized cell with 10 per class likewise.
+ * CARROT without the challenger as a fourth row; and the grid's CUB-sized cell with 10 per class likewise; and a
+ * long-tailed training set at noise 0, 0.2 and 0.4 (`longTailData`; added later, expectation fixed before it ran).
  */
 function outOfGridCells(): Cell[] {
   const settings: [string, string, number, FineGrainedOptions][] = [
@@ -179,6 +181,16 @@ function outOfGridCells(): Cell[] {
         data: (seed) => makeFineGrainedFeatures({ ...options, seed, perClass: { val } }),
       }))
     ),
+    // a long-tailed training set (added in session 12, expectation fixed before it ran): see `longTailData`
+    ...[0, 0.2, 0.4].map((noise): Cell => ({
+      id: `out-of-grid/long-tail/noise=${noise}`,
+      features: "synthetic defaults, train 30 → 5 per class",
+      noise,
+      valPerClass: 5,
+      // the oracle row (the ceiling) was added after the other three had run
+      methods: ["erm", "carrot", "small-loss", "oracle"],
+      data: longTailData(noise),
+    })),
     // the grid's CUB-sized cell with 10 validation images per class (added with the 10-per-class cells)
     {
       id: "out-of-grid/cub-sized/noise=0.2/val=10",
@@ -189,6 +201,33 @@ function outOfGridCells(): Cell[] {
       data: cubSizedData(10),
     },
   ];
+}
+
+/**
+ * The synthetic defaults (5 validation images per class, within-group noise `noise`) with a long-tailed training
+ * set, as most fine-grained datasets other than CUB have: class c keeps the first n_c of its training rows (by its
+ * observed label, as a user sees the class), n_c = round(30 · 6^(−r_c/(K−1))) with r a seeded permutation of
+ * 0, …, K − 1, so from 30 down to 5 per class in a random order of the classes; val and test stay balanced.
+ */
+function longTailData(noise: number): Cell["data"] {
+  return (seed) => {
+    const data = makeFineGrainedFeatures({ seed, labelNoise: { rate: noise }, perClass: { val: 5 } });
+    const { train } = data, k = data.config.numClasses;
+    const rank = new Random(seed + 7919).permutation(k);
+    const kept = Array.from(rank, (r) => Math.round(30 * 6 ** (-r / (k - 1))));
+    const seen = new Int32Array(k);
+    const rows = Int32Array.from(train.labels.keys()).filter((i) =>
+      seen[train.labels[i]]++ < kept[train.labels[i]]
+    );
+    const subset = {
+      ...selectRows(train, rows),
+      trueLabels: Int32Array.from(rows, (i) => train.trueLabels[i]),
+      mislabeled: Uint8Array.from(rows, (i) => train.mislabeled[i]),
+      shortcut: Uint8Array.from(rows, (i) => train.shortcut[i]),
+    };
+    train.features.dispose();
+    return { ...data, train: subset };
+  };
 }
 
 /**
