@@ -21,7 +21,7 @@ import { selectRows } from "../../lib/split.ts";
 import { effectiveSampleSizes } from "../../lib/carrot/reweight.ts";
 import { makeFineGrainedFeatures } from "../../lib/data/synthetic_features.ts";
 import { Random } from "../../lib/random.ts";
-import { relMax } from "../_assert.ts";
+import { assertClose, relMax } from "../_assert.ts";
 
 await selectBackend("wasm", { threads: 1, quiet: true });
 
@@ -346,16 +346,20 @@ Deno.test("selectWeighting(): the fallback rule is the paired one-s.e. test; bad
   const n = data.train.labels.length;
   const ones = new Float32Array(n).fill(1);
   const drop = Float32Array.from(data.train.mislabeled, (m) => 1 - m); // the oracle: removes every flipped label
-  const scaled = Float32Array.from(drop); // the same α again: a tie never replaces the earlier candidate
+  // the same α again, refitted from candidate 1's head (the closer start): the same optimum up to the solver's
+  // tolerance, so either may score lower in the last digits
+  const again = Float32Array.from(drop);
   const result = await selectWeighting(data.train, data.val, [
     { alpha: ones, label: { step: 0 } },
     { alpha: drop, label: { step: 1 } },
-    { alpha: scaled, label: { step: 2 } },
+    { alpha: again, label: { step: 2 } },
   ], { lambda: 3, numClasses: 8 });
   assert.equal(result.rows.length, 3);
-  assert.equal(result.best, 1);
+  assert.ok(result.best === 1 || result.best === 2, `best ${result.best}`);
+  assertClose(result.rows[2].valLoss, result.rows[1].valLoss, { rtol: 1e-4, what: "the same α twice" });
+  assert.ok(result.rows[1].valLoss < result.rows[0].valLoss, "the oracle beats α ≡ 1 on val");
   assert.equal(result.fallback, !(result.gain > result.standardError));
-  assert.equal(result.chosen, result.fallback ? 0 : 1);
+  assert.equal(result.chosen, result.fallback ? 0 : result.best);
   assert.ok(result.gain > 0, `the oracle should lower the calibrated validation loss: ${result.reason}`);
   assert.ok(result.rows.every((r) => Number.isFinite(r.valLoss) && r.temperature > 0));
   disposeHead(result.fit);

@@ -86,10 +86,11 @@ Deno.test("rankSuspects(): harmfulness finds mislabeled points; self-influence e
     atol: 1e-7,
     what: "EK-FAC self-influence",
   });
-  // blocking (7 rows at a time) changes nothing
+  // blocking (7 rows at a time) changes nothing but the summation order of the products (OpenBLAS' Haswell kernel:
+  // 1.9e-6 relative, SkylakeX: < 1e-6)
   const blocked = await selfInfluence(fit, data.train, data.train, { method: "ekfac", blockSize: 7 });
   assertClose(blocked, ekfac["self-influence"]!, {
-    rtol: 1e-6,
+    rtol: 1e-5,
     atol: 1e-9,
     what: "blocked EK-FAC self-influence",
   });
