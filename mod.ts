@@ -328,6 +328,7 @@ export {
 } from "./lib/carrot/split_validation.ts";
 export {
   defaultLambdaGrid,
+  lambdaGridEdge,
   tuneLambda,
   type TuneLambdaOptions,
   type TuneLambdaResult,

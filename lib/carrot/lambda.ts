@@ -66,3 +66,22 @@ export async function tuneLambda(
   rows.sort((a, b) => a.lambda - b.lambda);
   return { lambda: best!.lambda, fit: best!, rows };
 }
+
+/**
+ * A warning when the tuned λ is the smallest or the largest of a grid of at least 3 values: the validation NLL was
+ * still falling at the grid's end, so the best λ may lie beyond it (features on an unusual scale, say). Undefined
+ * when λ is inside the grid.
+ */
+export function lambdaGridEdge(result: Pick<TuneLambdaResult, "lambda" | "rows">): string | undefined {
+  const grid = result.rows.map((r) => r.lambda);
+  if (grid.length < 3) return undefined;
+  const [smallest, largest] = [Math.min(...grid), Math.max(...grid)];
+  if (result.lambda !== smallest && result.lambda !== largest) return undefined;
+  const end = result.lambda === smallest ? "smallest" : "largest";
+  const beyond = result.lambda === smallest ? "smaller" : "larger";
+  return `λ = ${result.lambda.toPrecision(3)} is the ${end} value of the λ grid (${grid.length} values, ` +
+    `${smallest.toPrecision(3)} to ${
+      largest.toPrecision(3)
+    }): the validation NLL may fall further at ${beyond} λ; ` +
+    `rerun with --lambdaGrid extended beyond it`;
+}

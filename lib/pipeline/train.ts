@@ -14,7 +14,8 @@
  * validation file (`--dataset features`), or a training set whose classes all have a single image (each keeps it
  * for training). Otherwise each seed's split goes through `validationCoverage` (lib/split.ts): classes with 0 or 1
  * validation images, a validation set smaller than K and classes without training images are logged once as
- * `warning:` lines and recorded in `RunResult.validationWarnings` (metrics.json). A class with no validation image
+ * `warning:` lines and recorded in `RunResult.validationWarnings` (metrics.json), as is a tuned λ at either end of
+ * the λ grid (`lambdaGridEdge`). A class with no validation image
  * is absent from L_val, the λ tuning, CARROT's selection and the validation metrics; its test accuracy is still
  * reported.
  *
@@ -28,7 +29,7 @@ import * as tf from "@tensorflow/tfjs";
 import { join } from "node:path";
 import type { LabeledFeatures } from "../carrot/labeled_features.ts";
 import { disposeHead, type HeadFit } from "../carrot/head.ts";
-import { tuneLambda } from "../carrot/lambda.ts";
+import { lambdaGridEdge, tuneLambda } from "../carrot/lambda.ts";
 import {
   defaultReweightOuterSteps,
   effectiveSampleSizes,
@@ -174,7 +175,10 @@ export interface RunResult {
   essPerClass: number[];
   /** Remove/keep top-K rows (CARROT head, seed 0). */
   faithfulness: FaithfulnessRow[];
-  /** `validationCoverage` warnings of every seed's split, each once (classes with 0 or 1 validation images, …). */
+  /**
+   * `validationCoverage` warnings of every seed's split (classes with 0 or 1 validation images, …) and λ tuned at an
+   * end of its grid (`lambdaGridEdge`), each once.
+   */
   validationWarnings: string[];
   /** Detection metrics per suspect ranking, where ground truth exists. */
   detection?: Record<string, { mislabeled?: DetectionMetrics; shortcut?: DetectionMetrics }>;
@@ -498,6 +502,11 @@ export async function runTraining(config: TrainConfig): Promise<RunResult> {
             tuneLambda(split.train, split.val, { grid: config.lambdaGrid, numClasses, onProgress }),
         ),
     );
+    const edge = lambdaGridEdge(tuned);
+    if (edge && !validationWarnings.includes(edge)) {
+      validationWarnings.push(edge);
+      log(`  warning: seed ${seed}: ${edge}`);
+    }
     const carrot = await stage(
       `seed ${seed}: ${config.method === "carrot" ? "CARROT reweighting" : "RRO reweighting"}`,
       timings,

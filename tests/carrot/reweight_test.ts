@@ -4,7 +4,7 @@ import { selectBackend } from "../../lib/backend.ts";
 import { constrainedStep, effectiveSampleSizes, reweight } from "../../lib/carrot/reweight.ts";
 import { consistencyFromKernel, consistencyKernel } from "../../lib/carrot/consistency.ts";
 import { disposeHead, fitHead } from "../../lib/carrot/head.ts";
-import { tuneLambda } from "../../lib/carrot/lambda.ts";
+import { lambdaGridEdge, tuneLambda } from "../../lib/carrot/lambda.ts";
 import { metricsFromProbabilities } from "../../lib/carrot/metrics.ts";
 import { makeFineGrainedFeatures } from "../../lib/data/synthetic_features.ts";
 import { splitFeatures } from "../../lib/split.ts";
@@ -182,7 +182,15 @@ Deno.test("tuneLambda() picks the grid λ with the lowest validation NLL; splitF
   assert.equal(tuned.lambda, best.lambda);
   assert.equal(tuned.fit.lambda, best.lambda);
   assert.deepEqual(tuned.rows.map((r) => r.lambda), [0.1, 3, 100]);
+  assert.equal(tuned.lambda, 3, "this problem's optimum lies inside the grid");
+  assert.equal(lambdaGridEdge(tuned), undefined);
   disposeHead(tuned.fit);
+  // a grid far above the optimum: the smallest λ wins, and the warning names it and the way out
+  const above = await tuneLambda(data.train, data.val, { grid: [1e4, 1e5, 1e6] });
+  assert.equal(above.lambda, 1e4);
+  assert.match(lambdaGridEdge(above)!, /λ = 1\.00e\+4 is the smallest value of the λ grid .*--lambdaGrid/);
+  assert.equal(lambdaGridEdge({ lambda: 1e4, rows: above.rows.slice(0, 2) }), undefined, "2 values: no edge");
+  disposeHead(above.fit);
   const split = splitFeatures(data.train, { perClass: 5 }, 1);
   assert.equal(split.val.labels.length, 40);
   for (let c = 0; c < 8; c++) assert.equal(split.val.labels.filter((y) => y === c).length, 5);
