@@ -505,7 +505,7 @@ export async function runTraining(config: TrainConfig): Promise<RunResult> {
     const edge = lambdaGridEdge(tuned);
     if (edge && !validationWarnings.includes(edge)) {
       validationWarnings.push(edge);
-      log(`  warning: seed ${seed}: ${edge}`);
+      log(`  warning: ${edge}`);
     }
     const carrot = await stage(
       `seed ${seed}: ${config.method === "carrot" ? "CARROT reweighting" : "RRO reweighting"}`,

@@ -149,7 +149,7 @@ Deno.test("runTraining(): no validation data is a RangeError naming the cause an
   }
 });
 
-Deno.test("runTraining(): validation-coverage warnings are logged once and recorded in metrics.json", async () => {
+Deno.test("runTraining(): validation-coverage and λ-grid warnings are logged once and recorded in metrics.json", async () => {
   const dir = await Deno.makeTempDir();
   const lines: string[] = [];
   const previous = setLogSink((line) => lines.push(line));
@@ -164,6 +164,7 @@ Deno.test("runTraining(): validation-coverage warnings are logged once and recor
       dataset: "features",
       features: files,
       valFraction: 0, // unused: the val file is the validation split
+      lambdaGrid: [1e4, 1e5, 1e6], // a grid with λ tuned at an end (the largest, on these features)
       outerSteps: 1,
       validationPath: true, // and the split-validation RRO challenges the selection on half of val
       faithfulnessMethods: ["random"],
@@ -171,9 +172,13 @@ Deno.test("runTraining(): validation-coverage warnings are logged once and recor
       faithfulnessKs: [1],
     });
     const result = await runTraining(config);
-    assert.equal(result.validationWarnings.length, 2, result.validationWarnings.join("\n"));
+    assert.equal(result.validationWarnings.length, 3, result.validationWarnings.join("\n"));
     assert.match(result.validationWarnings[0], /^class 2 has no validation images: it does not enter L_val/);
     assert.match(result.validationWarnings[1], /^class 1 has a single validation image/);
+    assert.match(
+      result.validationWarnings[2],
+      /^λ = 1\.00e\+6 is the largest value of the λ grid \(3 values/,
+    );
     for (const warning of result.validationWarnings) {
       assert.equal(lines.filter((l) => l === `  warning: ${warning}`).length, 1, `logged once: ${warning}`);
     }
