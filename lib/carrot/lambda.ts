@@ -74,14 +74,12 @@ export async function tuneLambda(
  */
 export function lambdaGridEdge(result: Pick<TuneLambdaResult, "lambda" | "rows">): string | undefined {
   const grid = result.rows.map((r) => r.lambda);
-  if (grid.length < 3) return undefined;
   const [smallest, largest] = [Math.min(...grid), Math.max(...grid)];
-  if (result.lambda !== smallest && result.lambda !== largest) return undefined;
-  const end = result.lambda === smallest ? "smallest" : "largest";
-  const beyond = result.lambda === smallest ? "smaller" : "larger";
-  return `λ = ${result.lambda.toPrecision(3)} is the ${end} value of the λ grid (${grid.length} values, ` +
-    `${smallest.toPrecision(3)} to ${
-      largest.toPrecision(3)
-    }): the validation NLL may fall further at ${beyond} λ; ` +
-    `rerun with --lambdaGrid extended beyond it`;
+  if (grid.length < 3 || (result.lambda !== smallest && result.lambda !== largest)) return undefined;
+  const [end, beyond] = result.lambda === smallest ? ["smallest", "smaller"] : ["largest", "larger"];
+  const range = `${grid.length} values, ${smallest.toPrecision(3)} to ${largest.toPrecision(3)}`;
+  return `λ = ${
+    result.lambda.toPrecision(3)
+  } is the ${end} value of the λ grid (${range}): the validation NLL ` +
+    `may fall further at ${beyond} λ; rerun with --lambdaGrid extended beyond it`;
 }

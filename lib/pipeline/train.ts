@@ -15,9 +15,8 @@
  * for training). Otherwise each seed's split goes through `validationCoverage` (lib/split.ts): classes with 0 or 1
  * validation images, a validation set smaller than K and classes without training images are logged once as
  * `warning:` lines and recorded in `RunResult.validationWarnings` (metrics.json), as is a tuned λ at either end of
- * the λ grid (`lambdaGridEdge`). A class with no validation image
- * is absent from L_val, the λ tuning, CARROT's selection and the validation metrics; its test accuracy is still
- * reported.
+ * the λ grid (`lambdaGridEdge`). A class with no validation image is absent from L_val, the λ tuning, CARROT's
+ * selection and the validation metrics; its test accuracy is still reported.
  *
  * A class whose training labels are all wrong (every training image labelled c truly belongs to other classes) is
  * a property of the data that the pipeline cannot see without ground truth. Reweighting keeps the class masses,
@@ -467,6 +466,11 @@ export async function runTraining(config: TrainConfig): Promise<RunResult> {
   const perSeed: RunResult["perSeed"] = [], lambdas: number[] = [];
   const alphaPerSeed: Float32Array[] = [], trainIndicesPerSeed: Int32Array[] = [];
   const validationWarnings: string[] = [];
+  const warnOnce = (warning: string) => {
+    if (validationWarnings.includes(warning)) return;
+    validationWarnings.push(warning);
+    log(`  warning: ${warning}`);
+  };
   let kept: {
     erm: HeadFit;
     carrot: HeadFit;
@@ -486,11 +490,8 @@ export async function runTraining(config: TrainConfig): Promise<RunResult> {
       ]);
       throw e;
     }
-    for (const warning of split.coverage.warnings) {
-      if (validationWarnings.includes(warning)) continue; // per-class split sizes do not depend on the seed: log once
-      validationWarnings.push(warning);
-      log(`  warning: ${warning}`);
-    }
+    // per-class split sizes (and mostly λ) do not depend on the seed: each warning is logged once
+    split.coverage.warnings.forEach(warnOnce);
     const tuned = await stage(
       `seed ${seed}: ERM head, λ tuned on val`,
       timings,
@@ -503,10 +504,7 @@ export async function runTraining(config: TrainConfig): Promise<RunResult> {
         ),
     );
     const edge = lambdaGridEdge(tuned);
-    if (edge && !validationWarnings.includes(edge)) {
-      validationWarnings.push(edge);
-      log(`  warning: ${edge}`);
-    }
+    if (edge) warnOnce(edge);
     const carrot = await stage(
       `seed ${seed}: ${config.method === "carrot" ? "CARROT reweighting" : "RRO reweighting"}`,
       timings,
