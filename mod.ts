@@ -315,11 +315,12 @@ export {
   type CarrotResult,
   carrotReweight,
   defaultCarrotPaths,
+  defaultGradedTrim,
   defaultTrimFractions,
   defaultValidationPathMinPerClass,
   describeCandidate,
 } from "./lib/carrot/carrot.ts";
-export { lossTrimAlpha, type TrimOptions } from "./lib/carrot/trim.ts";
+export { gradedTrimAlpha, lossTrimAlpha, type TrimOptions } from "./lib/carrot/trim.ts";
 export {
   type SplitValidationOptions,
   type SplitValidationResult,

@@ -18,7 +18,8 @@
  * of B, as measured before the guard on B's size made it part of the default; and the train-setting cells again
  * with that unguarded challenger (`train-setting-validation-path/…`); and the out-of-grid cells
  * (`outOfGridCells`): the default on settings never used to design it; and the fresh-seed cells
- * (`freshSeedCells`): the grid's cells with 3 and 5 per class, CUB-sized and SynthBirds again on seeds 3–5.
+ * (`freshSeedCells`): the grid's cells with 3 and 5 per class, CUB-sized and SynthBirds again on seeds 3–5; and
+ * the graded-trim cells (`gradedTrimCells`): CARROT offering graded trimming too, on the grid and the fresh seeds.
  * Columns: test top-1 mean ± std, ECE before and after temperature scaling (T fitted on val per method), NLL after
  * T, CARROT − ERM (mean ± std of the per-seed difference) and how often CARROT's selection fell back to α = 1.
  *
@@ -250,21 +251,31 @@ function guardCheckCells(): Cell[] {
 /**
  * The grid's cells with 3 and 5 validation images per class, the CUB-sized cell and SynthBirds on seeds 3, 4, 5,
  * never used to design the default (added in session 12, expectation fixed before it ran): rows ERM, CARROT,
- * small-loss and the oracle.
+ * small-loss and the oracle; as `prefix/…` cells with other rows and CARROT options for variants measured on them.
  */
-const freshSeedCells = () =>
-  variantCells(
-    "fresh-seeds",
-    ["erm", "carrot", "small-loss", "oracle"],
-    undefined,
-    /^(synthetic\/.*\/val=[35]|cub-sized\/.*)$/,
-  ).map((cell) => ({ ...cell, seeds: [3, 4, 5] }));
+const freshSeedCells = (
+  prefix = "fresh-seeds",
+  methods: readonly ExperimentMethod[] = ["erm", "carrot", "small-loss", "oracle"],
+  carrot?: CarrotOptions,
+) =>
+  variantCells(prefix, methods, carrot, /^(synthetic\/.*\/val=[35]|cub-sized\/.*)$/)
+    .map((cell) => ({ ...cell, seeds: [3, 4, 5] }));
 
 /**
  * Trimming by out-of-fold losses averaged over 5 fold assignments (`trimSplits: 5`) against ERM, on the synthetic
  * cells of the grid and SynthBirds: the opt-in variant, measured against a rule fixed before it ran (README).
  */
 const trimSplitsCells = () => variantCells("trim-splits", ["erm", "carrot"], { trimSplits: 5 });
+
+/**
+ * CARROT offering graded trimming too (`gradedTrim`) against ERM (added in session 13, rule fixed before it ran;
+ * README): the synthetic cells, CUB-sized and SynthBirds on seeds 0–2 (`graded-trim/…`), and the fresh-seed cells
+ * on seeds 3–5 (`graded-trim-fresh/…`).
+ */
+const gradedTrimCells = () => [
+  ...variantCells("graded-trim", ["erm", "carrot"], { gradedTrim: true }, /^(synthetic|cub-sized)\//),
+  ...freshSeedCells("graded-trim-fresh", ["erm", "carrot"], { gradedTrim: true }),
+];
 
 /**
  * CARROT with the split-validation RRO as a challenger (`validationPath`) against ERM, on the synthetic cells of the
@@ -428,6 +439,7 @@ const allCells = () => [
   ...outOfGridCells(),
   ...guardCheckCells(),
   ...freshSeedCells(),
+  ...gradedTrimCells(),
 ];
 
 /** The data of the grid's cell `id` (and how to release what it loaded), for other benches on the same cells. */

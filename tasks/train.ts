@@ -75,6 +75,10 @@ const schema = z.object({
   trimSplits: z.coerce.number().int().min(1).optional().describe(
     "carrot: fold assignments whose out-of-fold losses are averaged to rank points for trimming (default 1)",
   ),
+  gradedTrim: z.boolean().optional().describe(
+    "carrot: also offer the mean of the trims at 10/20/30% (a point's weight falls in steps with its loss rank) " +
+      "as a candidate (default on; --gradedTrim false: the hard trims only)",
+  ),
   validationPath: z.boolean().default(true).describe(
     "carrot: also run RRO on half of val and let the other half choose between its head and the selection's, " +
       "where that half holds ≥ 5 images per class (--validationPath false: the selection alone)",

@@ -7,6 +7,16 @@
  * `keepClassMass`, s_c = n_c / (n_c − ⌊q n_c⌉) so that Σ_{i∈c} α_i = n_c as on RRO's and L_cf's paths (λ then
  * regularises the same mass). CARROT trims by the out-of-fold losses of its cross-fitted heads at α ≡ 1: a point is
  * judged by heads that never saw it, so memorising a mislabelled point cannot hide it.
+ *
+ * Graded trimming averages the mass-keeping trims over a set Q of fractions,
+ *
+ *   α^graded = (1/|Q|) Σ_{q∈Q} α^trim(q),
+ *
+ * so that a point's weight falls in steps with its loss rank within its class (with Q = {0.1, 0.2, 0.3}: 0 in the
+ * top 10%, then about 1/3, 2/3 and 1, times the mass factors). Where the ranking finds mislabelled points only
+ * with moderate precision, the points ranked just above a hard cut are neither surely clean nor surely not; a
+ * weight between 0 and 1 hedges them, and the noise rate, which decides where a hard cut belongs, need not be
+ * known.
  */
 
 /** Options of `lossTrimAlpha`. */
@@ -37,6 +47,21 @@ export function lossTrimAlpha(
     const kept = options.keepClassMass ? members.length / (members.length - dropped) : 1;
     const order = [...members].sort((a, b) => losses[b] - losses[a]);
     order.forEach((i, rank) => alpha[i] = rank < dropped ? 0 : kept);
+  }
+  return alpha;
+}
+
+/** The mean of the mass-keeping trims at every fraction of `fractions` (see the module JSDoc). */
+export function gradedTrimAlpha(
+  losses: ArrayLike<number>,
+  labels: Int32Array,
+  fractions: readonly number[],
+): Float32Array {
+  if (fractions.length === 0) throw new RangeError("gradedTrimAlpha: fractions is empty");
+  const alpha = new Float32Array(labels.length);
+  for (const fraction of fractions) {
+    lossTrimAlpha(losses, labels, fraction, { keepClassMass: true })
+      .forEach((a, i) => alpha[i] += a / fractions.length);
   }
   return alpha;
 }

@@ -119,6 +119,8 @@ export interface TrainConfig {
   maxOuterSteps?: number;
   /** CARROT: fold assignments averaged to rank points for trimming (default `defaultTrimSplits`). */
   trimSplits?: number;
+  /** CARROT: also offer graded trimming as a candidate (default `defaultGradedTrim`: on). */
+  gradedTrim?: boolean;
   /**
    * CARROT: let the split-validation RRO challenge the selected head on half of val (`validationPath`; default
    * true, and it runs only where that half holds ≥ 5 images per class).
@@ -385,6 +387,7 @@ async function reweightSeed(
       outerSteps,
       maxOuterSteps: config.maxOuterSteps,
       trimSplits: config.trimSplits,
+      gradedTrim: config.gradedTrim,
       validationPath: config.validationPath,
       folds: config.folds,
       z: config.z,

@@ -13,7 +13,7 @@ import {
   defaultTrimFractions,
   describeCandidate,
 } from "../../lib/carrot/carrot.ts";
-import { lossTrimAlpha } from "../../lib/carrot/trim.ts";
+import { gradedTrimAlpha, lossTrimAlpha } from "../../lib/carrot/trim.ts";
 import type { LabeledFeatures } from "../../lib/carrot/labeled_features.ts";
 import { selectWeighting } from "../../lib/carrot/selection.ts";
 import { disposeHead, fitHead, headLogits } from "../../lib/carrot/head.ts";
@@ -220,6 +220,42 @@ Deno.test("outOfFoldLosses(): the mean over fold assignments of each point's los
   dispose(data);
 });
 
+Deno.test("carrotReweight(): gradedTrim offers the mean of the trims as one more candidate, scored like any other", async () => {
+  const data = small(7, 0.4), lambda = 0.5, fractions = [0.1, 0.3];
+  const before = tf.memory().numTensors;
+  const run = await carrotReweight(data.train, data.val, {
+    lambda,
+    numClasses: 8,
+    folds: 3,
+    outerSteps: 0,
+    paths: [{ heldOutWeighting: "uniform", gamma: 0 }],
+    trimFractions: fractions,
+    gradedTrim: true,
+    tol: 1e-8,
+    z: 0,
+    validationPath: false,
+  });
+  assert.deepEqual(run.selection.rows.map((r) => r.label.weighting), ["none", "trim", "trim", "graded-trim"]);
+  const graded = run.selection.rows[3];
+  assert.equal(graded.label.fractions, "10%/30%");
+  assert.equal(
+    describeCandidate(graded.label),
+    "graded trim (mean of the trims at 10%/30%) by out-of-fold loss",
+  );
+  // the same α scored on its own by selectWeighting gets the same calibrated validation loss
+  const alpha = gradedTrimAlpha(run.trimLosses!, data.train.labels, fractions);
+  const alone = await selectWeighting(data.train, data.val, [
+    { alpha: new Float32Array(alpha.length).fill(1), label: {} },
+    { alpha, label: {} },
+  ], { lambda, numClasses: 8, tol: 1e-8, z: 0 });
+  assertClose(graded.valLoss, alone.rows[1].valLoss, { rtol: 1e-4, what: "graded trim's val loss" });
+  if (run.selection.chosen === 3) assert.deepEqual(run.alpha, alpha);
+  disposeHead(alone.fit);
+  disposeHead(run.fit);
+  assert.equal(tf.memory().numTensors, before, "tensors leaked");
+  dispose(data);
+});
+
 Deno.test("crossFitReweight(): resuming from step s at its α continues the same path", async () => {
   const data = small(4, 0.3);
   const options = { lambda: 1, numClasses: 8, folds: 3, heldOutWeighting: "self" as const, tol: 1e-7 };
@@ -324,8 +360,8 @@ Deno.test("carrotReweight(): falls back to α = 1 without harmful points, keeps 
     noisyRun.selection.rows.length,
     1 +
       noisyRun.trajectories.reduce((s, t) => s + t.steps.filter((e) => e.step > 0 && e.accepted).length, 0) +
-      defaultTrimFractions.length,
-    "every accepted step and every trimming is a candidate",
+      defaultTrimFractions.length + 1,
+    "every accepted step, every trimming and the graded trimming is a candidate",
   );
   // the trimmings drop the highest out-of-fold losses at α ≡ 1, which every path's step 0 holds
   const atOne = noisyRun.trajectories[0].steps[0].heldOutLosses;

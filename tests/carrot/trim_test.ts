@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { lossTrimAlpha } from "../../lib/carrot/trim.ts";
+import { gradedTrimAlpha, lossTrimAlpha } from "../../lib/carrot/trim.ts";
 
 Deno.test("lossTrimAlpha(): drops the highest-loss fraction of every class, optionally keeping class mass", () => {
   // class 0: 10 points with losses 0..9; class 1: 5 points with losses 4, 3, 2, 1, 0 (interleaved)
@@ -22,4 +22,33 @@ Deno.test("lossTrimAlpha(): drops the highest-loss fraction of every class, opti
   assert.deepEqual(lossTrimAlpha(losses, labels, 0), new Float32Array(15).fill(1));
   assert.throws(() => lossTrimAlpha(losses, labels, 1), /fraction must lie in \[0, 1\)/);
   assert.throws(() => lossTrimAlpha(losses.subarray(1), labels, 0.1), /14 losses for 15 labels/);
+});
+
+Deno.test("gradedTrimAlpha(): the mean of the mass-keeping trims; weights fall in steps with the loss rank", () => {
+  // class 0: 10 points, losses 9..0 (point i has loss 9 − i); class 1: 5 points, losses 0..4
+  const labels = Int32Array.from({ length: 15 }, (_, i) => i < 10 ? 0 : 1);
+  const losses = Float64Array.from(labels, (c, i) => c === 0 ? 9 - i : i - 10);
+  const fractions = [0.1, 0.2, 0.3];
+  const graded = gradedTrimAlpha(losses, labels, fractions);
+  const mean = Float32Array.from(
+    labels,
+    (_, i) =>
+      fractions.reduce((s, q) => s + lossTrimAlpha(losses, labels, q, { keepClassMass: true })[i], 0) / 3,
+  );
+  assert.deepEqual(graded, mean);
+  // class 0 drops 1, 2, 3 points at q = 0.1, 0.2, 0.3, keeping the rest at 10/9, 10/8, 10/7
+  const expected0 = [0, 10 / 9 / 3, (10 / 9 + 10 / 8) / 3, ...Array(7).fill((10 / 9 + 10 / 8 + 10 / 7) / 3)];
+  expected0.forEach((a, i) => assert.ok(Math.abs(graded[i] - a) < 1e-6, `point ${i}: ${graded[i]} vs ${a}`));
+  // class 1 (5 points) drops Math.round(q · 5) points: 1, 1, 2 (round half up)
+  const drops = fractions.map((q) => Math.round(q * 5));
+  for (let r = 0; r < 5; r++) {
+    const i = 14 - r; // rank r by loss (highest first)
+    const a = drops.reduce((s, k) => s + (r < k ? 0 : 5 / (5 - k)), 0) / 3;
+    assert.ok(Math.abs(graded[i] - a) < 1e-6, `class 1, rank ${r}: ${graded[i]} vs ${a}`);
+  }
+  for (const c of [0, 1]) {
+    const mass: number = [...graded.keys()].filter((i) => labels[i] === c).reduce((s, i) => s + graded[i], 0);
+    assert.ok(Math.abs(mass - (c === 0 ? 10 : 5)) < 1e-5, `class ${c} mass ${mass}`);
+  }
+  assert.throws(() => gradedTrimAlpha(losses, labels, []), /fractions is empty/);
 });
