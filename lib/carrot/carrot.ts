@@ -43,11 +43,16 @@ import {
   type HeldOutWeighting,
   outOfFoldLosses,
 } from "./crossfit.ts";
-import { CandidateScorer, pairedCalibratedGain, type SelectionResult } from "./selection.ts";
+import {
+  CandidateScorer,
+  pairedCalibratedGain,
+  type SelectionCandidate,
+  type SelectionResult,
+} from "./selection.ts";
 import { splitValidationReweight, validationHalves } from "./split_validation.ts";
 import type { TrajectoryEntry } from "./reweight.ts";
 import { selectRows } from "../split.ts";
-import { gradedTrimAlpha, lossTrimAlpha } from "./trim.ts";
+import { lossTrimAlpha, meanAlpha } from "./trim.ts";
 
 /** Options of `carrotReweight`, with their defaults (fixed before the robustness grid was run). */
 export interface CarrotOptions extends
@@ -297,25 +302,21 @@ export async function carrotReweight(
     const trimLosses = fractions.length > 0 && extra.length > 0
       ? averageLosses(atOne!, await outOfFoldLosses(train, extra, { ...options, ...crossFit }), splits)
       : atOne;
-    for (const fraction of fractions) {
-      pathOf.push(-1);
-      await scorer.add({
-        alpha: lossTrimAlpha(trimLosses!, train.labels, fraction, { keepClassMass: true }),
-        label: { weighting: "trim", gamma: 0, step: 0, fraction, ...(splits > 1 ? { splits } : {}) },
+    const bySplits: Record<string, number> = splits > 1 ? { splits } : {};
+    const trims: SelectionCandidate[] = fractions.map((fraction) => ({
+      alpha: lossTrimAlpha(trimLosses!, train.labels, fraction, { keepClassMass: true }),
+      label: { weighting: "trim", gamma: 0, step: 0, fraction, ...bySplits },
+    }));
+    if ((options.gradedTrim ?? defaultGradedTrim) && fractions.length >= 2) {
+      const fractionsInWords = fractions.map((q) => `${Math.round(q * 100)}%`).join("/");
+      trims.push({
+        alpha: meanAlpha(trims.map((t) => t.alpha)), // = gradedTrimAlpha(trimLosses, labels, fractions)
+        label: { weighting: "graded-trim", gamma: 0, step: 0, fractions: fractionsInWords, ...bySplits },
       });
     }
-    if ((options.gradedTrim ?? defaultGradedTrim) && fractions.length >= 2) {
+    for (const trim of trims) {
       pathOf.push(-1);
-      await scorer.add({
-        alpha: gradedTrimAlpha(trimLosses!, train.labels, fractions),
-        label: {
-          weighting: "graded-trim",
-          gamma: 0,
-          step: 0,
-          fractions: fractions.map((q) => `${Math.round(q * 100)}%`).join("/"),
-          ...(splits > 1 ? { splits } : {}),
-        },
-      });
+      await scorer.add(trim);
     }
     // with maxOuterSteps > outerSteps: while the best candidate is the last step of a path that could go on, that
     // path goes on (val still only ranks candidates; it never enters a gradient)

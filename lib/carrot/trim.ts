@@ -58,10 +58,14 @@ export function gradedTrimAlpha(
   fractions: readonly number[],
 ): Float32Array {
   if (fractions.length === 0) throw new RangeError("gradedTrimAlpha: fractions is empty");
-  const alpha = new Float32Array(labels.length);
-  for (const fraction of fractions) {
-    lossTrimAlpha(losses, labels, fraction, { keepClassMass: true })
-      .forEach((a, i) => alpha[i] += a / fractions.length);
-  }
+  return meanAlpha(
+    fractions.map((fraction) => lossTrimAlpha(losses, labels, fraction, { keepClassMass: true })),
+  );
+}
+
+/** (1/R) Σ_r α^(r), summed in order (for trims already computed; `gradedTrimAlpha` is its use on trims). */
+export function meanAlpha(alphas: readonly Float32Array[]): Float32Array {
+  const alpha = new Float32Array(alphas[0].length);
+  for (const a of alphas) a.forEach((value, i) => alpha[i] += value / alphas.length);
   return alpha;
 }
