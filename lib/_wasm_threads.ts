@@ -4,8 +4,9 @@
  * Under Deno tfjs sees `process` and takes emscripten's Node path, where (1) the thread flag is off by design,
  * (2) the pthread worker is handed a `blob:` URL that `node:worker_threads` rejects, (3) the worker's
  * `Object.assign(global, {location, ...})` throws on Deno's getter-only `location`, and (4) the C++ side caps
- * threads at `cores / 2` (1 on a 2-core machine). This module patches each point for the duration of backend
- * initialisation and restores what other libraries read (`os.cpus`) afterwards. Measured facts: `../shared/STACK.md`.
+ * threads at `cores / 2` (1 on a 2-core machine), and (5) the running pthread workers hold the event loop, so a
+ * script would never exit. This module patches each point for the duration of backend initialisation and restores
+ * what other libraries read (`os.cpus`) afterwards. Measured facts: `../shared/STACK.md`.
  */
 import { Worker as NodeWorker } from "node:worker_threads";
 import { createRequire } from "node:module";
@@ -43,7 +44,8 @@ function patchedWorkerPath(out: string): string {
 /**
  * Runs `init` (which must call `tf.setBackend("wasm")`) with the four patches in place, so that the threaded
  * build starts `threads` real threads. `os.cpus` is restored afterwards; the URL and postMessage patches stay,
- * since emscripten spawns workers lazily, and only touch the tfjs worker blob and its `load` message.
+ * since emscripten spawns workers lazily, and only touch the tfjs worker blob, its `load` message and (unref)
+ * the workers its `run` message starts.
  */
 export async function withWasmThreads<T>(threads: number, init: () => Promise<T>): Promise<T> {
   const out = wasmOutDir();
@@ -58,7 +60,11 @@ export async function withWasmThreads<T>(threads: number, init: () => Promise<T>
       ? { ...m, urlOrBlob: join(out, "tfjs-backend-wasm-threaded-simd.js") }
       : message;
     // deno-lint-ignore no-explicit-any
-    return originalPost.call(this, patched, transfer as any);
+    originalPost.call(this, patched, transfer as any);
+    // (5) emscripten `ref()`s a worker while its pthread runs, and XNNPACK's pool threads run until the backend is
+    // removed, so the process would never exit. The main thread only waits on them synchronously inside a kernel,
+    // never through the event loop, so they need not hold it: unref them once started.
+    if (m?.cmd === "run") this.unref();
   };
   const originalCpus = os.cpus;
   const doubled = () => {

@@ -196,9 +196,10 @@ export async function selectBackend(
 }
 
 /**
- * Releases backend resources that would keep the process alive (WASM pthread workers); call before exit in
- * tasks and at the end of test files that used a threaded backend. Safe to call more than once; a later
- * `selectBackend` starts the backend afresh.
+ * Terminates the WASM pthread workers and forgets the choice, so that a later `selectBackend` starts the backend
+ * afresh (tests switch thread counts this way). A script need not call it to exit: the workers do not hold the
+ * event loop (`_wasm_threads.ts`, point 5); tasks still call it before exit to end them early. Safe to call more
+ * than once.
  */
 export function releaseBackend(): void {
   if (wasmChoice && wasmChoice.threads > 1) {

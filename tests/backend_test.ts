@@ -54,3 +54,33 @@ Deno.test("selectBackend() honours explicit preferences and results agree across
     setLogSink(previous);
   }
 });
+
+Deno.test("a script on threaded WASM exits by itself, without releaseBackend()", async () => {
+  const dir = Deno.makeTempDirSync();
+  const script = `${dir}/no_release.ts`;
+  Deno.writeTextFileSync(
+    script,
+    `import * as tf from "@tensorflow/tfjs";\n` +
+      `import { selectBackend } from "${new URL("../lib/backend.ts", import.meta.url)}";\n` +
+      // WASM kernels (no native BLAS), so that the product runs on the pthread pool
+      `const choice = await selectBackend("wasm", { threads: 2, blas: "off", quiet: true });\n` +
+      `const a = tf.randomNormal([256, 256], 0, 1, "float32", 1);\n` +
+      `await new Promise((done) => setTimeout(done, 100));\n` +
+      `console.log(JSON.stringify({ threads: choice.threads, sum: (await tf.matMul(a, a).sum().data())[0] }));\n`,
+  );
+  const config = new URL("../deno.json", import.meta.url).pathname;
+  try {
+    const run = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--config", config, script],
+      stdout: "piped",
+      stderr: "piped",
+      signal: AbortSignal.timeout(90_000), // before the fix the process never ended
+    }).output();
+    assert.equal(run.code, 0, new TextDecoder().decode(run.stderr));
+    const out = JSON.parse(new TextDecoder().decode(run.stdout));
+    assert.equal(out.threads, navigator.hardwareConcurrency > 1 ? 2 : 1);
+    assert.ok(Number.isFinite(out.sum));
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
