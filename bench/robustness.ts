@@ -52,6 +52,7 @@ import { selectRows, stratifiedSplitIndices } from "../lib/split.ts";
 import { meanStd } from "../lib/stats.ts";
 import { log } from "../lib/progress.ts";
 import { Random } from "../lib/random.ts";
+import { synthBirdsClasses, synthBirdsWrongLabel } from "../lib/data/synthbirds.ts";
 
 /** One cell of the grid: a name and the data of each seed. */
 interface Cell {
@@ -146,7 +147,9 @@ function variantCells(
  * validation images per class, rows ERM, CARROT, small-loss; and again with 10 per class (`…/val=10`, added after
  * the split-validation challenger joined the default: half of val then holds 5 per class, so it may run), with
  * CARROT without the challenger as a fourth row; and the grid's CUB-sized cell with 10 per class likewise; and a
- * long-tailed training set at noise 0, 0.2 and 0.4 (`longTailData`; added later, expectation fixed before it ran).
+ * long-tailed training set at noise 0, 0.2 and 0.4 (`longTailData`; added later, expectation fixed before it ran);
+ * and the SynthBirds features with their label noise redrawn at 0, 0.2 and 0.4 (`synthBirdsRelabelledCell`; added
+ * in session 14, expectation fixed before it ran).
  */
 function outOfGridCells(): Cell[] {
   const settings: [string, string, number, FineGrainedOptions][] = [
@@ -202,6 +205,8 @@ function outOfGridCells(): Cell[] {
       methods: ["erm", "carrot-selection", "carrot", "small-loss"],
       data: cubSizedData(10),
     },
+    // the SynthBirds features with their noise redrawn (added in session 14, expectation fixed before it ran)
+    ...[0, 0.2, 0.4].map(synthBirdsRelabelledCell),
   ];
 }
 
@@ -320,42 +325,91 @@ function cubSizedData(valPerClass: number): Cell["data"] {
 }
 
 /** The SynthBirds default task's features (as `deno task train` extracts them; cached after the first run). */
-function synthBirdsCell(): Cell {
+function synthBirdsFeatures(): { load: () => Promise<PipelineFeatures>; release: () => void } {
   let features: PipelineFeatures | undefined;
-  const load = async () =>
-    features ??= await loadImageFeatures({
-      dataset: "synthbirds",
-      dataRoot: "data/synthbirds",
-      model: "vit_tiny_synth",
-      weights: "data/weights/vit_tiny_synth.safetensors",
-      cacheDir: "data/cache/features",
-      batchSize: 32,
-      skipBadImages: false,
-    });
+  return {
+    load: async () =>
+      features ??= await loadImageFeatures({
+        dataset: "synthbirds",
+        dataRoot: "data/synthbirds",
+        model: "vit_tiny_synth",
+        weights: "data/weights/vit_tiny_synth.safetensors",
+        cacheDir: "data/cache/features",
+        batchSize: 32,
+        skipBadImages: false,
+      }),
+    release: () => {
+      if (features) tf.dispose([features.train.features, features.val?.features, features.test.features]);
+      features = undefined;
+    },
+  };
+}
+
+/**
+ * The SynthBirds splits of a seed, as the pipeline makes them: a stratified 80% of the official val split per seed
+ * and all of test; train with its observed labels and ground truth, or with `relabelled` labels and their
+ * mislabelled flags. Copies, so that runExperiment may dispose them.
+ */
+function synthBirdsSplits(
+  all: PipelineFeatures,
+  seed: number,
+  relabelled?: { labels: Int32Array; mislabeled: Uint8Array },
+): ExperimentData {
+  const keep = stratifiedSplitIndices(all.val!.labels, { fraction: 0.2 }, seed).train;
+  return {
+    train: {
+      ...selectRows(all.train, Int32Array.from(all.train.labels.keys())),
+      mislabeled: Uint8Array.from(all.train.items!, (item) => Number(item.truth!.noisy)),
+      ...relabelled,
+      shortcut: Uint8Array.from(all.train.items!, (item) => Number(item.truth!.shortcut)),
+    },
+    val: selectRows(all.val!, keep),
+    test: selectRows(all.test, Int32Array.from(all.test.labels.keys())),
+  };
+}
+
+/** The SynthBirds default task's cell (its train labels as generated: 20% noise, 10% shortcut images). */
+function synthBirdsCell(): Cell {
+  const features = synthBirdsFeatures();
   return {
     id: "synthbirds/default",
     features: "SynthBirds vit_tiny_synth",
     noise: "0.2 + 10% shortcut",
     valPerClass: "≈ 8 (80% of val)",
+    data: async (seed) => synthBirdsSplits(await features.load(), seed),
+    release: features.release,
+  };
+}
+
+/**
+ * Out of the grid (added in session 14, expectation fixed before it ran): the SynthBirds features with the train
+ * labels redrawn per seed at noise `rate` — each image's true class, then per true class exactly round(rate · n_c)
+ * images given a wrong label by the generator's rule (`synthBirdsWrongLabel`); the shortcut images stay as rendered.
+ */
+function synthBirdsRelabelledCell(rate: number): Cell {
+  const features = synthBirdsFeatures();
+  return {
+    id: `out-of-grid/synthbirds-relabelled/noise=${rate}`,
+    features: "SynthBirds vit_tiny_synth, noise redrawn",
+    noise: `${rate} + 10% shortcut`,
+    valPerClass: "≈ 8 (80% of val)",
+    methods: ["erm", "carrot", "small-loss", "oracle"],
     data: async (seed) => {
-      const all = await load();
-      // as the pipeline does: a stratified 80% of the official val split per seed; copies, so that
-      // runExperiment may dispose them
-      const keep = stratifiedSplitIndices(all.val!.labels, { fraction: 0.2 }, seed).train;
-      const truth = all.train.items!.map((item) => item.truth!); // SynthBirds knows its corrupted images
-      return {
-        train: {
-          ...selectRows(all.train, Int32Array.from(all.train.labels.keys())),
-          mislabeled: Uint8Array.from(truth, (t) => Number(t.noisy)),
-          shortcut: Uint8Array.from(truth, (t) => Number(t.shortcut)),
-        },
-        val: selectRows(all.val!, keep),
-        test: selectRows(all.test, Int32Array.from(all.test.labels.keys())),
-      };
+      const all = await features.load();
+      const trueLabels = Int32Array.from(all.train.items!, (item) => item.truth!.label);
+      const classes = synthBirdsClasses("default", all.classNames.length);
+      const random = new Random(seed + 104729), labels = Int32Array.from(trueLabels);
+      const mislabeled = new Uint8Array(labels.length);
+      for (let c = 0; c < classes.length; c++) {
+        const members = Int32Array.from(trueLabels.keys()).filter((i) => trueLabels[i] === c);
+        const order = random.permutation(members.length), flips = Math.round(rate * members.length);
+        members.forEach((i, q) => {
+          if (order[q] < flips) [labels[i], mislabeled[i]] = [synthBirdsWrongLabel(c, classes, random), 1];
+        });
+      }
+      return synthBirdsSplits(all, seed, { labels, mislabeled });
     },
-    release: () => {
-      if (features) tf.dispose([features.train.features, features.val?.features, features.test.features]);
-    },
+    release: features.release,
   };
 }
 

@@ -340,7 +340,7 @@ export function materializeSynthBirds(options: SynthBirdsOptions): SynthBirdsMan
       const order = random.permutation(count); // order[i] < nNoisy: noisy; next nShortcut: shortcut
       for (let i = 0; i < count; i++) {
         const noisy = order[i] < nNoisy, shortcut = !noisy && order[i] < nNoisy + nShortcut;
-        const label = noisy ? flipLabel(trueLabel, classes, random) : trueLabel;
+        const label = noisy ? synthBirdsWrongLabel(trueLabel, classes, random) : trueLabel;
         const image = renderBird(
           classes[trueLabel].species,
           random,
@@ -364,7 +364,15 @@ export function materializeSynthBirds(options: SynthBirdsOptions): SynthBirdsMan
 }
 
 /** A wrong label: a sibling in the same group with probability 0.8 (when it has one), else any other class. */
-function flipLabel(trueLabel: number, classes: SynthBirdsClass[], random: Random): number {
+/**
+ * The generator's wrong label for an image of class `trueLabel`: a sibling in its group with probability 0.8, else
+ * any other class uniformly (also used by the robustness bench to redraw SynthBirds' noise at other rates).
+ */
+export function synthBirdsWrongLabel(
+  trueLabel: number,
+  classes: readonly SynthBirdsClass[],
+  random: Random,
+): number {
   const group = classes[trueLabel].group;
   const siblings = classes.flatMap((c, k) => (c.group === group && k !== trueLabel ? [k] : []));
   if (siblings.length > 0 && random.uniform() < 0.8) return siblings[random.int(siblings.length)];
