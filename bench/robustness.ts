@@ -19,7 +19,8 @@
  * with that unguarded challenger (`train-setting-validation-path/…`); and the out-of-grid cells
  * (`outOfGridCells`): the default on settings never used to design it; and the fresh-seed cells
  * (`freshSeedCells`): the grid's cells with 3 and 5 per class, CUB-sized and SynthBirds again on seeds 3–5; and
- * the graded-trim cells (`gradedTrimCells`): CARROT offering graded trimming too, on the grid and the fresh seeds.
+ * the graded-trim cells (`gradedTrimCells`): CARROT offering graded trimming too, on the grid and the fresh seeds;
+ * and the top-3 cells (`topAverageCells`): CARROT's selection averaged over its 3 best candidates, likewise.
  * Columns: test top-1 mean ± std, ECE before and after temperature scaling (T fitted on val per method), NLL after
  * T, CARROT − ERM (mean ± std of the per-seed difference) and how often CARROT's selection fell back to α = 1.
  *
@@ -283,6 +284,15 @@ const gradedTrimCells = () => [
 ];
 
 /**
+ * CARROT's selection averaged over its 3 best candidates (`averageTop: 3`) against ERM (added in session 14, rule
+ * fixed before it ran; README): the same cells as `gradedTrimCells`, as `top3/…` and `top3-fresh/…`.
+ */
+const topAverageCells = () => [
+  ...variantCells("top3", ["erm", "carrot"], { averageTop: 3 }, /^(synthetic|cub-sized)\//),
+  ...freshSeedCells("top3-fresh", ["erm", "carrot"], { averageTop: 3 }),
+];
+
+/**
  * CARROT with the split-validation RRO as a challenger (`validationPath`) against ERM, on the synthetic cells of the
  * grid, the CUB-sized cell and SynthBirds; its selection is the main cells' `carrot` row's on the same seeds.
  */
@@ -494,6 +504,7 @@ const allCells = () => [
   ...guardCheckCells(),
   ...freshSeedCells(),
   ...gradedTrimCells(),
+  ...topAverageCells(),
 ];
 
 /** The data of the grid's cell `id` (and how to release what it loaded), for other benches on the same cells. */

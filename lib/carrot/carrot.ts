@@ -47,12 +47,14 @@ import {
   CandidateScorer,
   pairedCalibratedGain,
   type SelectionCandidate,
+  type SelectionOptions,
   type SelectionResult,
 } from "./selection.ts";
 import { splitValidationReweight, validationHalves } from "./split_validation.ts";
 import type { TrajectoryEntry } from "./reweight.ts";
 import { selectRows } from "../split.ts";
 import { lossTrimAlpha, meanAlpha } from "./trim.ts";
+import { averageTopCandidates } from "./top_average.ts";
 
 /** Options of `carrotReweight`, with their defaults (fixed before the robustness grid was run). */
 export interface CarrotOptions extends
@@ -99,6 +101,12 @@ export interface CarrotOptions extends
   gradedTrim?: boolean;
   /** Standard errors the selected gain must exceed to replace ERM (default 1). */
   z?: number;
+  /**
+   * k ≥ 2: the selection's head is the refit at the mean α of the k candidates with the lowest calibrated
+   * validation loss, kept only if it beats ERM by z standard errors (`top_average.ts`); 1: the best candidate
+   * alone (default `defaultAverageTop`).
+   */
+  averageTop?: number;
   /**
    * Also run the original RRO made honest by a split of val (`splitValidationReweight`: it descends half A of
    * val, the other half B picks its step with the fallback to α ≡ 1), and let B arbitrate: its head replaces the
@@ -162,6 +170,12 @@ export const defaultTrimSplits = 1;
  */
 export const defaultGradedTrim = true;
 
+/**
+ * How many of the selection's best candidates are averaged (`CarrotOptions.averageTop`; 1: the best alone, as
+ * the grid was designed).
+ */
+export const defaultAverageTop = 1;
+
 /** Images per class that B must hold on average for the split-validation challenger to run (`CarrotOptions`). */
 export const defaultValidationPathMinPerClass = 5;
 
@@ -175,6 +189,7 @@ export function describeCandidate(label: Record<string, number | string>): strin
     return `graded trim (mean of the trims at ${label.fractions}) by out-of-fold loss${bySplits}`;
   }
   if (label.weighting === "rro-split") return `split-validation RRO, step ${label.step}`;
+  if (label.weighting === "top-k mean") return `mean α of the ${label.k} best on val (${label.of})`;
   return label.step === 0 ? "ERM" : `${label.weighting}, γ ${label.gamma}, step ${label.step}`;
 }
 
@@ -328,13 +343,17 @@ export async function carrotReweight(
       if (!isLast || trajectory.stopReason !== "outer steps" || last.step >= maxOuterSteps) break;
       await extend(p, Math.min(outerSteps, maxOuterSteps - last.step));
     }
-    const { fit, ...selection } = await scorer.finish();
-    const ermTemperature = selection.rows[0].temperature; // candidate 0 is the ERM head, its T fitted on val
-    let chosen = {
-      alpha: scorer.candidates[selection.chosen].alpha,
-      fit,
-      temperature: selection.temperature,
-    };
+    const finished = await scorer.finish();
+    const ermTemperature = finished.rows[0].temperature; // candidate 0 is the ERM head, its T fitted on val
+    const { fit, alpha, ...selection } = await withTopAverage(train, val, finished, scorer.candidates, {
+      k: options.averageTop ?? defaultAverageTop,
+      lambda: tuned.lambda,
+      numClasses,
+      erm,
+      z: options.z,
+      tol: options.tol,
+    });
+    let chosen = { alpha, fit, temperature: selection.temperature };
     let validationPath: CarrotResult["validationPath"];
     const challenge = options.validationPath ?? true;
     const skip = challenge ? validationPathSkipped(val.labels, numClasses, seed, selection, minPerClass) : "";
@@ -394,6 +413,43 @@ export function carrotOutcome(result: Pick<CarrotResult, "selection" | "validati
  * Why the split-validation challenger is not run ("" when it is): the selection fell back to α ≡ 1, or B (half of
  * each class of val, `validationHalves`) holds fewer than k K images (`CarrotOptions.validationPathMinPerClass`).
  */
+/**
+ * The finished selection, or with k ≥ 2 the selection between ERM and the mean α of its k best candidates
+ * (`averageTopCandidates`), its row appended to the others and its reason prefixed; the head not kept is freed.
+ */
+async function withTopAverage(
+  train: LabeledFeatures,
+  val: LabeledFeatures,
+  finished: SelectionResult,
+  candidates: readonly SelectionCandidate[],
+  options: SelectionOptions & { k: number },
+): Promise<SelectionResult & { alpha: Float32Array }> {
+  if (!(Number.isInteger(options.k) && options.k >= 1)) {
+    throw new RangeError(`carrotReweight: averageTop must be an integer ≥ 1, got ${options.k}`);
+  }
+  const averaged = options.k > 1
+    ? await averageTopCandidates(train, val, candidates, finished.rows, options.k, {
+      ...options,
+      describe: describeCandidate,
+    }).catch((error) => {
+      disposeHead(finished.fit);
+      throw error;
+    })
+    : undefined;
+  if (!averaged) return { ...finished, alpha: candidates[finished.chosen].alpha };
+  disposeHead(finished.fit);
+  const { selection, candidate } = averaged, rows = [...finished.rows, selection.rows[1]];
+  return {
+    ...selection,
+    chosen: selection.fallback ? 0 : rows.length - 1,
+    best: rows.length - 1,
+    rows,
+    reason:
+      `mean α of the ${options.k} candidates with the lowest calibrated validation loss: ${selection.reason}`,
+    alpha: selection.fallback ? candidates[0].alpha : candidate.alpha,
+  };
+}
+
 function validationPathSkipped(
   valLabels: Int32Array,
   numClasses: number,
