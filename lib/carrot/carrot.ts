@@ -253,6 +253,10 @@ export async function carrotReweight(
   if (!(Number.isInteger(splits) && splits >= 1)) {
     throw new RangeError(`carrotReweight: trimSplits must be an integer ≥ 1, got ${splits}`);
   }
+  const averageTop = options.averageTop ?? defaultAverageTop;
+  if (!(Number.isInteger(averageTop) && averageTop >= 1)) {
+    throw new RangeError(`carrotReweight: averageTop must be an integer ≥ 1, got ${averageTop}`);
+  }
   const minPerClass = options.validationPathMinPerClass ?? defaultValidationPathMinPerClass;
   if (!(minPerClass >= 0 && Number.isFinite(minPerClass))) {
     throw new RangeError(
@@ -346,7 +350,7 @@ export async function carrotReweight(
     const finished = await scorer.finish();
     const ermTemperature = finished.rows[0].temperature; // candidate 0 is the ERM head, its T fitted on val
     const { fit, alpha, ...selection } = await withTopAverage(train, val, finished, scorer.candidates, {
-      k: options.averageTop ?? defaultAverageTop,
+      k: averageTop,
       lambda: tuned.lambda,
       numClasses,
       erm,
@@ -424,9 +428,6 @@ async function withTopAverage(
   candidates: readonly SelectionCandidate[],
   options: SelectionOptions & { k: number },
 ): Promise<SelectionResult & { alpha: Float32Array }> {
-  if (!(Number.isInteger(options.k) && options.k >= 1)) {
-    throw new RangeError(`carrotReweight: averageTop must be an integer ≥ 1, got ${options.k}`);
-  }
   const averaged = options.k > 1
     ? await averageTopCandidates(train, val, candidates, finished.rows, options.k, {
       ...options,

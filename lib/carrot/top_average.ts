@@ -43,7 +43,7 @@ export async function averageTopCandidates(
     throw new RangeError(`averageTopCandidates: ${rows.length} rows for ${candidates.length} candidates`);
   }
   if (candidates.length < 2) return undefined;
-  const top = rows.map((row, c) => c).sort((a, b) => rows[a].valLoss - rows[b].valLoss || a - b).slice(0, k);
+  const top = rows.map((_, c) => c).sort((a, b) => rows[a].valLoss - rows[b].valLoss || a - b).slice(0, k);
   const describe = options.describe ?? ((label) => JSON.stringify(label));
   const averaged: SelectionCandidate = {
     alpha: meanAlpha(top.map((c) => candidates[c].alpha)),

@@ -256,6 +256,71 @@ Deno.test("carrotReweight(): gradedTrim offers the mean of the trims as one more
   dispose(data);
 });
 
+Deno.test("carrotReweight(): averageTop k refits at the mean α of the k candidates lowest on val, with the fallback rule", async () => {
+  const data = small(7, 0.4), lambda = 0.5, fractions = [0.1, 0.2, 0.3];
+  const before = tf.memory().numTensors;
+  const options = {
+    lambda,
+    numClasses: 8,
+    folds: 3,
+    outerSteps: 2,
+    paths: [{ heldOutWeighting: "self" as const, gamma: 0 }],
+    trimFractions: fractions,
+    tol: 1e-8,
+    z: 0,
+    validationPath: false,
+  };
+  const plain = await carrotReweight(data.train, data.val, options);
+  const run = await carrotReweight(data.train, data.val, { ...options, averageTop: 3 });
+  // the candidates and their scores are those of the plain run; one row is appended: the averaged candidate
+  const n = plain.selection.rows.length;
+  assert.deepEqual(run.selection.rows.slice(0, n), plain.selection.rows);
+  const last = run.selection.rows[n];
+  assert.equal(last.label.weighting, "top-k mean");
+  assert.equal(run.selection.best, n);
+  // reconstruct every candidate's α (ERM, the accepted path steps, the trims, the graded trim) in scoring order
+  const alphas: Float32Array[] = [new Float32Array(data.train.labels.length).fill(1)];
+  for (const step of plain.trajectories[0].steps) if (step.step > 0 && step.accepted) alphas.push(step.alpha);
+  const trims = fractions.map((q) =>
+    lossTrimAlpha(plain.trimLosses!, data.train.labels, q, { keepClassMass: true })
+  );
+  alphas.push(...trims, gradedTrimAlpha(plain.trimLosses!, data.train.labels, fractions));
+  assert.equal(alphas.length, n);
+  const top = [...Array(n).keys()].sort((a, b) =>
+    plain.selection.rows[a].valLoss - plain.selection.rows[b].valLoss || a - b
+  ).slice(0, 3);
+  assert.equal(last.label.of, top.map((c) => describeCandidate(plain.selection.rows[c].label)).join("; "));
+  const mean = Float32Array.from(alphas[0], (_, i) => top.reduce((s, c) => s + alphas[c][i], 0) / 3);
+  // its calibrated validation loss is that of the mean α scored alone; z = 0 keeps it when it beats ERM at all
+  const alone = await selectWeighting(data.train, data.val, [
+    { alpha: alphas[0], label: {} },
+    { alpha: mean, label: {} },
+  ], { lambda, numClasses: 8, tol: 1e-8, z: 0 });
+  assertClose(last.valLoss, alone.rows[1].valLoss, { rtol: 1e-4, what: "the averaged candidate's val loss" });
+  assert.equal(run.selection.fallback, alone.fallback);
+  assert.equal(run.selection.chosen, alone.fallback ? 0 : n);
+  assert.ok(relMax(run.alpha, alone.fallback ? alphas[0] : mean) < 1e-6, "α in use is not the averaged one");
+  assert.match(
+    run.selection.reason,
+    /^mean α of the 3 candidates with the lowest calibrated validation loss: /,
+  );
+  // every candidate keeps the class masses, so their mean does
+  for (let c = 0; c < 8; c++) {
+    const members = [...data.train.labels.keys()].filter((i) => data.train.labels[i] === c);
+    assertClose(members.reduce((s, i) => s + run.alpha[i], 0), members.length, {
+      rtol: 1e-4,
+      what: `mass of class ${c}`,
+    });
+  }
+  await assert.rejects(
+    carrotReweight(data.train, data.val, { ...options, averageTop: 1.5 }),
+    /averageTop must be an integer ≥ 1, got 1.5/,
+  );
+  [plain.fit, run.fit, alone.fit].forEach(disposeHead);
+  assert.equal(tf.memory().numTensors, before, "tensors leaked");
+  dispose(data);
+});
+
 Deno.test("crossFitReweight(): resuming from step s at its α continues the same path", async () => {
   const data = small(4, 0.3);
   const options = { lambda: 1, numClasses: 8, folds: 3, heldOutWeighting: "self" as const, tol: 1e-7 };
