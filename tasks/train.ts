@@ -79,6 +79,10 @@ const schema = z.object({
     "carrot: also offer the mean of the trims at 10/20/30% (a point's weight falls in steps with its loss rank) " +
       "as a candidate (default on; --gradedTrim false: the hard trims only)",
   ),
+  averageTop: z.coerce.number().int().min(1).optional().describe(
+    "carrot: refit at the mean α of the k candidates with the lowest calibrated val loss instead of the best " +
+      "alone, kept only if it beats ERM by z s.e. (default 3; 1: the best alone)",
+  ),
   validationPath: z.boolean().default(true).describe(
     "carrot: also run RRO on half of val and let the other half choose between its head and the selection's, " +
       "where that half holds ≥ 5 images per class (--validationPath false: the selection alone)",

@@ -9,7 +9,7 @@
  * calibrated losses of near-tied candidates (neighbouring steps of a path, the trims) differ by less than their
  * noise, so which one is lowest is partly chance; the mean of the leading few hedges that choice, as averaging the
  * trims does for the trimming fraction (`gradedTrimAlpha`). When ERM is among the k, the mean is pulled toward
- * α ≡ 1. Opt-in (`CarrotOptions.averageTop`) unless a rule fixed before its cells ran says otherwise (README).
+ * α ≡ 1. CARROT's default since session 14 with k = 3 (`defaultAverageTop`; the rule and its cells: README).
  */
 import type { LabeledFeatures } from "./labeled_features.ts";
 import {

@@ -121,6 +121,8 @@ export interface TrainConfig {
   trimSplits?: number;
   /** CARROT: also offer graded trimming as a candidate (default `defaultGradedTrim`: on). */
   gradedTrim?: boolean;
+  /** CARROT: average the α of the k best candidates on val (default `defaultAverageTop`). */
+  averageTop?: number;
   /**
    * CARROT: let the split-validation RRO challenge the selected head on half of val (`validationPath`; default
    * true, and it runs only where that half holds ≥ 5 images per class).
@@ -388,6 +390,7 @@ async function reweightSeed(
       maxOuterSteps: config.maxOuterSteps,
       trimSplits: config.trimSplits,
       gradedTrim: config.gradedTrim,
+      averageTop: config.averageTop,
       validationPath: config.validationPath,
       folds: config.folds,
       z: config.z,

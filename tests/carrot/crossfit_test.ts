@@ -194,6 +194,7 @@ Deno.test("outOfFoldLosses(): the mean over fold assignments of each point's los
     tol: 1e-8,
     z: 0, // keep any gain: this test is about which points the trimming drops, not about the veto
     validationPath: false, // nor about the challenger
+    averageTop: 1, // nor about averaging the best candidates
   });
   assert.ok(!run.selection.fallback, `noise 0.4, yet: ${run.selection.reason}`);
   assert.deepEqual(run.selection.rows[run.selection.chosen].label, {
@@ -234,6 +235,7 @@ Deno.test("carrotReweight(): gradedTrim offers the mean of the trims as one more
     tol: 1e-8,
     z: 0,
     validationPath: false,
+    averageTop: 1,
   });
   assert.deepEqual(run.selection.rows.map((r) => r.label.weighting), ["none", "trim", "trim", "graded-trim"]);
   const graded = run.selection.rows[3];
@@ -270,7 +272,7 @@ Deno.test("carrotReweight(): averageTop k refits at the mean α of the k candida
     z: 0,
     validationPath: false,
   };
-  const plain = await carrotReweight(data.train, data.val, options);
+  const plain = await carrotReweight(data.train, data.val, { ...options, averageTop: 1 });
   const run = await carrotReweight(data.train, data.val, { ...options, averageTop: 3 });
   // the candidates and their scores are those of the plain run; one row is appended: the averaged candidate
   const n = plain.selection.rows.length;
@@ -350,6 +352,7 @@ Deno.test("carrotReweight(): a path whose last step is the best runs on, up to m
     maxOuterSteps: 3,
     trimFractions: [],
     validationPath: false, // the selection's own choice is under test
+    averageTop: 1, // its best candidate, not the mean of the best three
     onStep: (path, entry) => steps.push(`${path.heldOutWeighting} ${entry.step}`),
   });
   const accepted = run.trajectories.flatMap((t) => t.steps.filter((e) => e.step > 0 && e.accepted));
@@ -425,8 +428,8 @@ Deno.test("carrotReweight(): falls back to α = 1 without harmful points, keeps 
     noisyRun.selection.rows.length,
     1 +
       noisyRun.trajectories.reduce((s, t) => s + t.steps.filter((e) => e.step > 0 && e.accepted).length, 0) +
-      defaultTrimFractions.length + 1,
-    "every accepted step, every trimming and the graded trimming is a candidate",
+      defaultTrimFractions.length + 1 + 1,
+    "every accepted step, every trimming, the graded trimming and the mean of the best three are candidates",
   );
   // the trimmings drop the highest out-of-fold losses at α ≡ 1, which every path's step 0 holds
   const atOne = noisyRun.trajectories[0].steps[0].heldOutLosses;
