@@ -420,10 +420,6 @@ export function carrotOutcome(result: Pick<CarrotResult, "selection" | "validati
 }
 
 /**
- * Why the split-validation challenger is not run ("" when it is): the selection fell back to α ≡ 1, or B (half of
- * each class of val, `validationHalves`) holds fewer than k K images (`CarrotOptions.validationPathMinPerClass`).
- */
-/**
  * The finished selection, or with k ≥ 2 the selection between ERM and the mean α of its k best candidates
  * (`averageTopCandidates`), its row appended to the others and its reason prefixed; the head not kept is freed.
  */
@@ -457,6 +453,10 @@ async function withTopAverage(
   };
 }
 
+/**
+ * Why the split-validation challenger is not run ("" when it is): the selection fell back to α ≡ 1, or B (half of
+ * each class of val, `validationHalves`) holds fewer than k K images (`CarrotOptions.validationPathMinPerClass`).
+ */
 function validationPathSkipped(
   valLabels: Int32Array,
   numClasses: number,
