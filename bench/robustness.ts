@@ -20,7 +20,8 @@
  * (`outOfGridCells`): the default on settings never used to design it; and the fresh-seed cells
  * (`freshSeedCells`): the grid's cells with 3 and 5 per class, CUB-sized and SynthBirds again on seeds 3–5; and
  * the graded-trim cells (`gradedTrimCells`): CARROT offering graded trimming too, on the grid and the fresh seeds;
- * and the top-3 cells (`topAverageCells`): CARROT's selection averaged over its 3 best candidates, likewise.
+ * and the top-3 cells (`topAverageCells`): CARROT's selection averaged over its 3 best candidates, likewise; and
+ * the γ = 10 cells (`consistencyDefaultCells`): CARROT with the consistency paths, likewise.
  * Columns: test top-1 mean ± std, ECE before and after temperature scaling (T fitted on val per method), NLL after
  * T, CARROT − ERM (mean ± std of the per-seed difference) and how often CARROT's selection fell back to α = 1.
  *
@@ -94,7 +95,8 @@ const resultPath = (id: string) => `${RESULTS}/${id.replaceAll("/", "_")}.json`;
 
 /**
  * Does the consistency term earn its place? CARROT with γ ∈ {0, 10} ("own-class" form, paths per γ, selection
- * picks) against CARROT with γ = 0, at noise 0.2 and 0.4 with 5 and 30 validation images per class.
+ * picks; the default since session 15) against CARROT with γ = 0 (`carrot-gamma0`), at noise 0.2 and 0.4 with 5 and
+ * 30 validation images per class.
  */
 function consistencyCells(): Cell[] {
   return [0.2, 0.4].flatMap((noise) =>
@@ -103,7 +105,7 @@ function consistencyCells(): Cell[] {
       features: "synthetic defaults",
       noise,
       valPerClass: v,
-      methods: ["erm", "carrot", "carrot-consistency"] as const,
+      methods: ["erm", "carrot-gamma0", "carrot"] as const,
       data: (seed: number) =>
         makeFineGrainedFeatures({ seed, labelNoise: { rate: noise }, perClass: { val: v } }),
     }))
@@ -150,7 +152,8 @@ function variantCells(
  * CARROT without the challenger as a fourth row; and the grid's CUB-sized cell with 10 per class likewise; and a
  * long-tailed training set at noise 0, 0.2 and 0.4 (`longTailData`; added later, expectation fixed before it ran);
  * and the SynthBirds features with their label noise redrawn at 0, 0.2 and 0.4 (`synthBirdsRelabelledCell`; added
- * in session 14, expectation fixed before it ran).
+ * in session 14, expectation fixed before it ran). Their CARROT rows predate the γ = 10 paths of session 15's
+ * default (not rerun: `--rerun carrot,carrot-selection` brings them up to date).
  */
 function outOfGridCells(): Cell[] {
   const settings: [string, string, number, FineGrainedOptions][] = [
@@ -290,6 +293,15 @@ const gradedTrimCells = () => [
 const topAverageCells = () => [
   ...variantCells("top3", ["erm", "carrot"], { averageTop: 3 }, /^(synthetic|cub-sized)\//),
   ...freshSeedCells("top3-fresh", ["erm", "carrot"], { averageTop: 3 }),
+];
+
+/**
+ * CARROT with the consistency paths (γ ∈ {0, 10}, "own-class"; `carrot-consistency`) against ERM (added in session
+ * 15, rule fixed before it ran; README): the same cells as `gradedTrimCells`, as `gamma10/…` and `gamma10-fresh/…`.
+ */
+const consistencyDefaultCells = () => [
+  ...variantCells("gamma10", ["erm", "carrot-consistency"], undefined, /^(synthetic|cub-sized)\//),
+  ...freshSeedCells("gamma10-fresh", ["erm", "carrot-consistency"]),
 ];
 
 /**
@@ -505,6 +517,7 @@ const allCells = () => [
   ...freshSeedCells(),
   ...gradedTrimCells(),
   ...topAverageCells(),
+  ...consistencyDefaultCells(),
 ];
 
 /** The data of the grid's cell `id` (and how to release what it loaded), for other benches on the same cells. */

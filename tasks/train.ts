@@ -12,6 +12,7 @@ import { z } from "zod";
 import { type BackendPreference, releaseBackend, selectBackend } from "../lib/backend.ts";
 import { DATASET_NAMES } from "../lib/data/dataset.ts";
 import { defaultLambdaGrid } from "../lib/carrot/lambda.ts";
+import { defaultCarrotGammas } from "../lib/carrot/carrot.ts";
 import { runTraining, type TrainConfig } from "../lib/pipeline/train.ts";
 import { NO_VALIDATION_DATA } from "../lib/pipeline/features_input.ts";
 import { log } from "../lib/progress.ts";
@@ -59,8 +60,8 @@ const schema = z.object({
   rho: z.coerce.number().min(0).max(1).optional().describe(
     "ESS floor ρ, 0 disables (default 0.3 carrot, 0.5 rro)",
   ),
-  gammas: numberList.default([0]).describe(
-    "consistency weights γ; carrot runs its paths per γ and its selection picks (e.g. 0,1); rro uses the first",
+  gammas: numberList.default([...defaultCarrotGammas]).describe(
+    "consistency weights γ; carrot runs its paths per γ and its selection picks (0 alone halves the cost); rro uses the first",
   ),
   stepSize: z.coerce.number().positive().optional().describe(
     "step η, the largest log-change of any α per step (default 3 carrot, 1 rro)",

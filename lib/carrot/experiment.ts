@@ -7,8 +7,11 @@
  *   carrot                  CARROT's default (`carrot.ts`): cross-fitted influence descent on the training set,
  *                           honest selection on val with the fallback to α = 1, and the split-validation RRO as
  *                           a challenger where half of val holds ≥ 5 images per class (`validationPath`);
- *   carrot-consistency      the same with the "own-class" consistency term (`consistency.ts`) as extra paths:
- *                           γ ∈ {0, 10} × both held-out weightings, the selection picks γ with the step;
+ *   carrot-consistency      CARROT with the "own-class" consistency term (`consistency.ts`) as extra paths, given
+ *                           explicitly: γ ∈ {0, 10} × both held-out weightings, the selection picks γ with the
+ *                           step — since session 15 the default's own paths, so the same as `carrot` (opt-in);
+ *   carrot-gamma0           CARROT without the consistency paths (γ = 0 only): the default before session 15
+ *                           (opt-in);
  *   carrot-selection        CARROT without the challenger (`validationPath: false`): its selection alone, the
  *                           default before the guard on B's size (opt-in);
  *   carrot-rro-split        CARROT with the challenger at any size of B (`validationPathMinPerClass` 0): as it was
@@ -40,7 +43,7 @@ import { meanLossGradient } from "./influence.ts";
 import { reweight, type ReweightOptions } from "./reweight.ts";
 import { splitValidationReweight } from "./split_validation.ts";
 import type { SelectionResult } from "./selection.ts";
-import { type CarrotOptions, carrotOutcome, carrotReweight, defaultCarrotPaths } from "./carrot.ts";
+import { type CarrotOptions, carrotOutcome, carrotPaths, carrotReweight } from "./carrot.ts";
 import { evaluateHeadWithTemperature, fitTemperature } from "./temperature.ts";
 import { lossTrimAlpha } from "./trim.ts";
 import { tuneLambda } from "./lambda.ts";
@@ -54,6 +57,7 @@ export type ExperimentMethod =
   | "erm"
   | "carrot"
   | "carrot-consistency"
+  | "carrot-gamma0"
   | "carrot-selection"
   | "carrot-rro-split"
   | "rro"
@@ -72,6 +76,7 @@ export const experimentMethods: readonly ExperimentMethod[] = [
   "erm",
   "carrot",
   "carrot-consistency",
+  "carrot-gamma0",
   "carrot-selection",
   "carrot-rro-split",
   "rro",
@@ -87,11 +92,13 @@ export const experimentMethods: readonly ExperimentMethod[] = [
 ];
 
 /**
- * Rows `runExperiment` runs only when asked: the oracle (needs ground truth), the split-validation rows and CARROT
- * without its challenger.
+ * Rows `runExperiment` runs only when asked: the oracle (needs ground truth), the split-validation rows, CARROT
+ * without its challenger, and CARROT's paths given explicitly with or without γ = 10.
  */
 const optInMethods: readonly ExperimentMethod[] = [
   "oracle",
+  "carrot-consistency",
+  "carrot-gamma0",
   "rro-split",
   "carrot-selection",
   "carrot-rro-split",
@@ -188,12 +195,7 @@ export interface CarrotSeedDetails {
   reason: string;
 }
 
-const consistencyPaths: CarrotOptions = {
-  paths: [0, 10].flatMap((gamma) =>
-    defaultCarrotPaths.map((path) => ({ heldOutWeighting: path.heldOutWeighting, gamma }))
-  ),
-  consistency: { form: "own-class" },
-};
+const consistencyPaths: CarrotOptions = { paths: carrotPaths([0, 10]), consistency: { form: "own-class" } };
 
 const rroOptions: Record<string, ReweightOptions> = {
   "rro": { estimator: "influence", rho: 0.5, gamma: 0 },
@@ -297,6 +299,7 @@ export async function runExperiment(options: ExperimentOptions): Promise<Experim
         else if (method.startsWith("carrot")) {
           const result = await carrotReweight(data.train, data.val, {
             ...(method === "carrot-consistency" ? consistencyPaths : {}),
+            ...(method === "carrot-gamma0" ? { paths: carrotPaths([0]) } : {}),
             ...(method === "carrot-selection" ? { validationPath: false } : {}),
             ...(method === "carrot-rro-split" ? { validationPath: true, validationPathMinPerClass: 0 } : {}),
             ...options.carrot,

@@ -37,9 +37,9 @@ import {
 } from "../carrot/reweight.ts";
 import {
   carrotOutcome,
+  carrotPaths,
   type CarrotResult,
   carrotReweight,
-  defaultCarrotPaths,
   describeCandidate,
 } from "../carrot/carrot.ts";
 import { evaluateHeadWithTemperature, fitTemperature } from "../carrot/temperature.ts";
@@ -374,9 +374,7 @@ async function reweightSeed(
       summary: `${run.trajectory.length - 1} outer steps, ${run.stopReason}`,
     };
   }
-  const paths = config.gammas.flatMap((gamma) =>
-    defaultCarrotPaths.map((p) => ({ heldOutWeighting: p.heldOutWeighting, gamma }))
-  );
+  const paths = carrotPaths(config.gammas);
   const outerSteps = config.outerSteps ?? 4, rho = config.rho ?? 0.3, stepSize = config.stepSize ?? 3;
   const run = await withProgress("  CARROT", "step", (onProgress) => {
     let done = 0;
