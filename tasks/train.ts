@@ -61,7 +61,7 @@ const schema = z.object({
     "ESS floor ρ, 0 disables (default 0.3 carrot, 0.5 rro)",
   ),
   gammas: numberList.default([...defaultCarrotGammas]).describe(
-    "consistency weights γ; carrot runs its paths per γ and its selection picks (0 alone halves the cost); rro uses the first",
+    "consistency weights γ; carrot runs its paths per γ and its selection picks (0 alone halves the paths' cost); rro uses the first",
   ),
   stepSize: z.coerce.number().positive().optional().describe(
     "step η, the largest log-change of any α per step (default 3 carrot, 1 rro)",

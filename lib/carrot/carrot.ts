@@ -152,8 +152,8 @@ export const defaultHeldOutWeightings: readonly HeldOutWeighting[] = ["uniform",
  * when a rule fixed before its cells ran (README, the `gamma10/…` cells) held on 22 cells: acceptance 1 everywhere,
  * a mean change of +0.32 point (+0.6 to +1.1 in the noisy synthetic cells with 3–10 validation images per class), no
  * cell down by more than 0.27; the CUB-sized cells unchanged (their heads average trims). Before, {0}, with γ = 10
- * opt-in. Each γ doubles the paths' cost (CARROT 1.4–2.5 × slower); the selection decides whether a γ = 10 step is
- * used at all.
+ * opt-in. Each γ runs both paths once more (with {0, 10} CARROT is 1.4–2.5 × slower); the selection decides whether
+ * a γ = 10 step is used at all.
  */
 export const defaultCarrotGammas: readonly number[] = [0, 10];
 
