@@ -9,7 +9,9 @@ import {
 } from "../../lib/carrot/crossfit.ts";
 import {
   carrotOutcome,
+  carrotPaths,
   carrotReweight,
+  defaultCarrotPaths,
   defaultTrimFractions,
   describeCandidate,
 } from "../../lib/carrot/carrot.ts";
@@ -219,6 +221,19 @@ Deno.test("outOfFoldLosses(): the mean over fold assignments of each point's los
   );
   assert.equal(tf.memory().numTensors, before, "tensors leaked");
   dispose(data);
+});
+
+Deno.test("carrotPaths(): every weighting at each γ, γ outermost — the order the stored bench rows were computed in", () => {
+  // candidates are scored in path order and ties in the selection go to the earlier one, so this order is part of
+  // what reproduces the robustness cells' CARROT rows
+  assert.deepEqual(defaultCarrotPaths, [
+    { heldOutWeighting: "uniform", gamma: 0 },
+    { heldOutWeighting: "self", gamma: 0 },
+    { heldOutWeighting: "uniform", gamma: 10 },
+    { heldOutWeighting: "self", gamma: 10 },
+  ]);
+  assert.deepEqual(carrotPaths([3], ["self"]), [{ heldOutWeighting: "self", gamma: 3 }]);
+  assert.deepEqual(carrotPaths([]), []);
 });
 
 Deno.test("carrotReweight(): gradedTrim offers the mean of the trims as one more candidate, scored like any other", async () => {
