@@ -319,11 +319,18 @@ export {
   defaultCarrotPaths,
   defaultGradedTrim,
   defaultHeldOutWeightings,
+  defaultNeighbourK,
   defaultTrimFractions,
   defaultValidationPathMinPerClass,
   describeCandidate,
+  knnTrimK,
 } from "./lib/carrot/carrot.ts";
 export { gradedTrimAlpha, lossTrimAlpha, type TrimOptions } from "./lib/carrot/trim.ts";
+export {
+  neighbourDisagreement,
+  type NeighbourOptions,
+  neighbourTrimScores,
+} from "./lib/carrot/neighbours.ts";
 export {
   type SplitValidationOptions,
   type SplitValidationResult,

@@ -80,6 +80,10 @@ const schema = z.object({
     "carrot: also offer the mean of the trims at 10/20/30% (a point's weight falls in steps with its loss rank) " +
       "as a candidate (default on; --gradedTrim false: the hard trims only)",
   ),
+  neighbourK: z.coerce.number().int().min(0).optional().describe(
+    "carrot: k of the trims by k-NN label disagreement, offered beside those by out-of-fold loss (default 0: " +
+      "none; 30 was measured, README)",
+  ),
   averageTop: z.coerce.number().int().min(1).optional().describe(
     "carrot: refit at the mean α of the k candidates with the lowest calibrated val loss instead of the best " +
       "alone, kept only if it beats ERM by z s.e. (default 3; 1: the best alone)",

@@ -12,6 +12,8 @@
  *                           step — since session 15 the default's own paths, so the same as `carrot` (opt-in);
  *   carrot-gamma0           CARROT without the consistency paths (γ = 0 only): the default before session 15
  *                           (opt-in);
+ *   carrot-knn              CARROT with the k-NN trims too (`neighbourK` = `knnTrimK`, 30): measured in session 16
+ *                           against a rule it missed by one criterion (README), so not the default (opt-in);
  *   carrot-selection        CARROT without the challenger (`validationPath: false`): its selection alone, the
  *                           default before the guard on B's size (opt-in);
  *   carrot-rro-split        CARROT with the challenger at any size of B (`validationPathMinPerClass` 0): as it was
@@ -43,7 +45,7 @@ import { meanLossGradient } from "./influence.ts";
 import { reweight, type ReweightOptions } from "./reweight.ts";
 import { splitValidationReweight } from "./split_validation.ts";
 import type { SelectionResult } from "./selection.ts";
-import { type CarrotOptions, carrotOutcome, carrotPaths, carrotReweight } from "./carrot.ts";
+import { type CarrotOptions, carrotOutcome, carrotPaths, carrotReweight, knnTrimK } from "./carrot.ts";
 import { evaluateHeadWithTemperature, fitTemperature } from "./temperature.ts";
 import { lossTrimAlpha } from "./trim.ts";
 import { tuneLambda } from "./lambda.ts";
@@ -58,6 +60,7 @@ export type ExperimentMethod =
   | "carrot"
   | "carrot-consistency"
   | "carrot-gamma0"
+  | "carrot-knn"
   | "carrot-selection"
   | "carrot-rro-split"
   | "rro"
@@ -77,6 +80,7 @@ export const experimentMethods: readonly ExperimentMethod[] = [
   "carrot",
   "carrot-consistency",
   "carrot-gamma0",
+  "carrot-knn",
   "carrot-selection",
   "carrot-rro-split",
   "rro",
@@ -93,12 +97,13 @@ export const experimentMethods: readonly ExperimentMethod[] = [
 
 /**
  * Rows `runExperiment` runs only when asked: the oracle (needs ground truth), the split-validation rows, CARROT
- * without its challenger, and CARROT's paths given explicitly with or without γ = 10.
+ * without its challenger, CARROT's paths given explicitly with or without γ = 10, and CARROT with the k-NN trims.
  */
 const optInMethods: readonly ExperimentMethod[] = [
   "oracle",
   "carrot-consistency",
   "carrot-gamma0",
+  "carrot-knn",
   "rro-split",
   "carrot-selection",
   "carrot-rro-split",
@@ -300,6 +305,7 @@ export async function runExperiment(options: ExperimentOptions): Promise<Experim
           const result = await carrotReweight(data.train, data.val, {
             ...(method === "carrot-consistency" ? consistencyPaths : {}),
             ...(method === "carrot-gamma0" ? { paths: carrotPaths([0]) } : {}),
+            ...(method === "carrot-knn" ? { neighbourK: knnTrimK } : {}),
             ...(method === "carrot-selection" ? { validationPath: false } : {}),
             ...(method === "carrot-rro-split" ? { validationPath: true, validationPathMinPerClass: 0 } : {}),
             ...options.carrot,

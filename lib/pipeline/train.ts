@@ -121,6 +121,8 @@ export interface TrainConfig {
   trimSplits?: number;
   /** CARROT: also offer graded trimming as a candidate (default `defaultGradedTrim`: on). */
   gradedTrim?: boolean;
+  /** CARROT: k of the k-NN trims (default `defaultNeighbourK`, 0: none). */
+  neighbourK?: number;
   /** CARROT: average the α of the k best candidates on val (default `defaultAverageTop`). */
   averageTop?: number;
   /**
@@ -388,6 +390,7 @@ async function reweightSeed(
       maxOuterSteps: config.maxOuterSteps,
       trimSplits: config.trimSplits,
       gradedTrim: config.gradedTrim,
+      neighbourK: config.neighbourK,
       averageTop: config.averageTop,
       validationPath: config.validationPath,
       folds: config.folds,

@@ -12,6 +12,7 @@ import {
   carrotPaths,
   carrotReweight,
   defaultCarrotPaths,
+  defaultNeighbourK,
   defaultTrimFractions,
   describeCandidate,
 } from "../../lib/carrot/carrot.ts";
@@ -193,6 +194,7 @@ Deno.test("outOfFoldLosses(): the mean over fold assignments of each point's los
     paths: [{ heldOutWeighting: "uniform", gamma: 0 }],
     trimFractions: [0.3],
     trimSplits: 3,
+    neighbourK: 0, // nor about the k-NN trims (neighbours_test.ts)
     tol: 1e-8,
     z: 0, // keep any gain: this test is about which points the trimming drops, not about the veto
     validationPath: false, // nor about the challenger
@@ -247,6 +249,7 @@ Deno.test("carrotReweight(): gradedTrim offers the mean of the trims as one more
     paths: [{ heldOutWeighting: "uniform", gamma: 0 }],
     trimFractions: fractions,
     gradedTrim: true,
+    neighbourK: 0, // the k-NN trims: neighbours_test.ts
     tol: 1e-8,
     z: 0,
     validationPath: false,
@@ -283,6 +286,7 @@ Deno.test("carrotReweight(): averageTop k refits at the mean α of the k candida
     outerSteps: 2,
     paths: [{ heldOutWeighting: "self" as const, gamma: 0 }],
     trimFractions: fractions,
+    neighbourK: 0, // the k-NN trims: neighbours_test.ts
     tol: 1e-8,
     z: 0,
     validationPath: false,
@@ -443,8 +447,9 @@ Deno.test("carrotReweight(): falls back to α = 1 without harmful points, keeps 
     noisyRun.selection.rows.length,
     1 +
       noisyRun.trajectories.reduce((s, t) => s + t.steps.filter((e) => e.step > 0 && e.accepted).length, 0) +
-      defaultTrimFractions.length + 1 + 1,
-    "every accepted step, every trimming, the graded trimming and the mean of the best three are candidates",
+      (defaultNeighbourK > 0 ? 2 : 1) * (defaultTrimFractions.length + 1) + 1,
+    "every accepted step, every trimming and the graded trimming (by each detector in use) and the mean of the best " +
+      "three are candidates",
   );
   // the trimmings drop the highest out-of-fold losses at α ≡ 1, which every path's step 0 holds
   const atOne = noisyRun.trajectories[0].steps[0].heldOutLosses;
