@@ -15,14 +15,14 @@
  *      first-order path of a few steps, and averaging splits keeps a point's fate from hanging on which points
  *      happened to share its fold. With `gradedTrim` (default), the mean of those trims is one more candidate: a
  *      weight that falls in steps with a point's loss rank, for when the ranking's precision or the noise rate is
- *      too uncertain for one hard cut. With `neighbourK` k ≥ 1 (opt-in; 30 as measured) the same trims, graded one included, are
- *      offered again by a second detector, the share of each point's k nearest training neighbours that carry
- *      another label (`neighbours.ts`): where the features' classes are clusters rather than linearly separated
- *      clouds it finds the mislabelled points a linear head's losses miss. Each candidate is refitted on all of train, temperature-scaled on val and
- *      scored by its calibrated validation loss. With `averageTop` k ≥ 2 (default 3) the head is refitted at the mean
- *      α of the k best (`top_average.ts`), a hedge against near-ties that a few validation images cannot order; with
- *      k = 1 the best alone. That head is kept only if its paired gain over ERM exceeds z standard errors; otherwise
- *      α ≡ 1 (fallback), reported with the numbers.
+ *      too uncertain for one hard cut. With `neighbourK` k ≥ 1 (opt-in; 30 as measured) the same trims, graded one
+ *      included, are offered again by a second detector, the share of each point's k nearest training neighbours
+ *      that carry another label (`neighbours.ts`): where the features' classes are clusters rather than linearly
+ *      separated clouds it can find mislabelled points a linear head's losses miss. Each candidate is refitted on
+ *      all of train, temperature-scaled on val and scored by its calibrated validation loss. With `averageTop`
+ *      k ≥ 2 (default 3) the head is refitted at the mean α of the k best (`top_average.ts`), a hedge against
+ *      near-ties that a few validation images cannot order; with k = 1 the best alone. That head is kept only if
+ *      its paired gain over ERM exceeds z standard errors; otherwise α ≡ 1 (fallback), reported with the numbers.
  *      Optionally (`maxOuterSteps`), a trajectory whose last step is the best so far runs on.
  *   4. Calibration: the returned head carries its temperature fitted on val (ERM's too, in `ermTemperature`).
  *   5. The original RRO made honest by a split of val competes with the selected head on the half B that never
@@ -221,7 +221,7 @@ export const knnTrimK = 30;
  * The default `CarrotOptions.neighbourK`: 0, no k-NN trims. With k = `knnTrimK` they failed one criterion of the
  * rule fixed before their cells ran (README, the `knn-trim/…` cells): the 8 fresh-seed cells' mean change was −0.04
  * point (SynthBirds −0.28, the others unchanged), where ≥ 0 was asked; elsewhere they moved only SynthBirds (+0.83
- * on seeds 0–2) and SynthBirds rendered by another generator seed (+0.9). So they are opt-in.
+ * on seeds 0–2) and SynthBirds rendered by two other generator seeds (+0.9, +1.7). So they are opt-in.
  */
 export const defaultNeighbourK = 0;
 
