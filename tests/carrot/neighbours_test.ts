@@ -5,6 +5,8 @@ import { neighbourDisagreement, neighbourTrimScores } from "../../lib/carrot/nei
 import { carrotReweight, describeCandidate } from "../../lib/carrot/carrot.ts";
 import { lossTrimAlpha, meanAlpha } from "../../lib/carrot/trim.ts";
 import { disposeHead } from "../../lib/carrot/head.ts";
+import { selectWeighting } from "../../lib/carrot/selection.ts";
+import { assertClose } from "../_assert.ts";
 import { makeFineGrainedFeatures } from "../../lib/data/synthetic_features.ts";
 import { Random } from "../../lib/random.ts";
 
@@ -113,12 +115,22 @@ Deno.test("carrotReweight(): neighbourK offers the trims by k-NN disagreement, g
     describeCandidate(labels[6]),
     "graded trim (mean of the trims at 10%/30%) by k-NN label disagreement (k 6; ties by out-of-fold loss)",
   );
-  // the candidates are the mass-keeping trims by the scores of neighbours.ts
+  // the candidates are the mass-keeping trims by the scores of neighbours.ts: each α, scored alone, gets its row's
+  // calibrated validation loss
   const scores = neighbourTrimScores(await neighbourDisagreement(data.train, 6), run.trimLosses!);
+  assert.deepEqual(run.neighbourCounts, await neighbourDisagreement(data.train, 6));
   const trims = [0.1, 0.3].map((q) => lossTrimAlpha(scores, data.train.labels, q, { keepClassMass: true }));
-  if (run.selection.chosen >= 4) {
-    assert.deepEqual(run.alpha, [...trims, meanAlpha(trims)][run.selection.chosen - 4]);
-  }
+  const alone = await selectWeighting(data.train, data.val, [
+    { alpha: new Float32Array(trims[0].length).fill(1), label: {} },
+    ...[...trims, meanAlpha(trims)].map((alpha) => ({ alpha, label: {} })),
+  ], { lambda: 0.5, numClasses: 8, tol: 1e-8, z: 0 });
+  [4, 5, 6].forEach((row, c) =>
+    assertClose(run.selection.rows[row].valLoss, alone.rows[c + 1].valLoss, {
+      rtol: 1e-4,
+      what: `row ${row}`,
+    })
+  );
+  disposeHead(alone.fit);
   // better than chance: the points the k-NN trim at 30% drops are mislabelled more often than train's points are
   const share = (indices: number[]) =>
     indices.filter((i) => data.train.mislabeled[i] === 1).length / indices.length;
