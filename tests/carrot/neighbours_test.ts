@@ -117,8 +117,9 @@ Deno.test("carrotReweight(): neighbourK offers the trims by k-NN disagreement, g
   );
   // the candidates are the mass-keeping trims by the scores of neighbours.ts: each α, scored alone, gets its row's
   // calibrated validation loss
-  const scores = neighbourTrimScores(await neighbourDisagreement(data.train, 6), run.trimLosses!);
-  assert.deepEqual(run.neighbourCounts, await neighbourDisagreement(data.train, 6));
+  const counts = await neighbourDisagreement(data.train, 6);
+  assert.deepEqual(run.neighbourCounts, counts);
+  const scores = neighbourTrimScores(counts, run.trimLosses!);
   const trims = [0.1, 0.3].map((q) => lossTrimAlpha(scores, data.train.labels, q, { keepClassMass: true }));
   const alone = await selectWeighting(data.train, data.val, [
     { alpha: new Float32Array(trims[0].length).fill(1), label: {} },
