@@ -40,6 +40,7 @@ export {
   type HeadFit,
   headLogits,
   headProbabilities,
+  inSampleLosses,
 } from "./lib/carrot/head.ts";
 export {
   type ClassSelection,
@@ -319,6 +320,7 @@ export {
   defaultCarrotPaths,
   defaultGradedTrim,
   defaultHeldOutWeightings,
+  defaultInSampleTrim,
   defaultNeighbourK,
   defaultTrimFractions,
   defaultValidationPathMinPerClass,

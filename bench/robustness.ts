@@ -22,7 +22,9 @@
  * the graded-trim cells (`gradedTrimCells`): CARROT offering graded trimming too, on the grid and the fresh seeds;
  * and the top-3 cells (`topAverageCells`): CARROT's selection averaged over its 3 best candidates, likewise; and
  * the γ = 10 cells (`consistencyDefaultCells`): CARROT with the consistency paths, likewise; and the k-NN cells
- * (`knnTrimCells`): CARROT with the k-NN trims, likewise, and on SynthBirds rendered by other generator seeds.
+ * (`knnTrimCells`): CARROT with the k-NN trims, likewise, and on SynthBirds rendered by other generator seeds; and
+ * the in-sample-trim cells (`inSampleTrimCells`): CARROT offering trims by the ERM head's in-sample losses too
+ * (opt-in), likewise, and on SynthBirds rendered by four more generator seeds.
  * Columns: test top-1 mean ± std, ECE before and after temperature scaling (T fitted on val per method), NLL after
  * T, CARROT − ERM (mean ± std of the per-seed difference) and how often CARROT's selection fell back to α = 1.
  *
@@ -315,19 +317,38 @@ const consistencyDefaultCells = () => [
 const knnTrimCells = () => [
   ...variantCells("knn-trim", ["erm", "carrot-knn"], undefined, /^(synthetic|cub-sized)\//),
   ...freshSeedCells("knn-trim-fresh", ["erm", "carrot-knn"]),
-  ...[1, 2].map((generatorSeed): Cell => {
+  ...unseenImageCells([1, 2], ["erm", "carrot", "carrot-knn", "small-loss", "oracle"]),
+];
+
+/**
+ * CARROT offering the trims by the ERM head's in-sample losses too (`carrot-in-sample-trims`; added in session 17,
+ * rule fixed before it ran, failed, so opt-in; README "The in-sample trims"): the same cells as `gradedTrimCells`,
+ * as `in-sample-trim/…` and `in-sample-trim-fresh/…`; and SynthBirds rendered by generator seeds 3–6, image data no
+ * design step had seen, with the default's rows too. Measured while the in-sample trims were the default, as
+ * `carrot` (and the default without them as `carrot-no-in-sample-trims`); the stored rows were renamed when the
+ * rule failed.
+ */
+const inSampleTrimCells = () => [
+  ...variantCells("in-sample-trim", ["erm", "carrot-in-sample-trims"], undefined, /^(synthetic|cub-sized)\//),
+  ...freshSeedCells("in-sample-trim-fresh", ["erm", "carrot-in-sample-trims"]),
+  ...unseenImageCells([3, 4, 5, 6], ["erm", "carrot", "carrot-in-sample-trims", "small-loss", "oracle"]),
+];
+
+/** SynthBirds rendered by each of `generatorSeeds` (`unseen-images/synthbirds-generator-seed=…`), rows `methods`. */
+function unseenImageCells(generatorSeeds: readonly number[], methods: readonly ExperimentMethod[]): Cell[] {
+  return generatorSeeds.map((generatorSeed) => {
     const features = synthBirdsFeatures(generatorSeed);
     return {
       id: `unseen-images/synthbirds-generator-seed=${generatorSeed}`,
       features: `SynthBirds vit_tiny_synth, generator seed ${generatorSeed}`,
       noise: "0.2 + 10% shortcut",
       valPerClass: "≈ 8 (80% of val)",
-      methods: ["erm", "carrot", "carrot-knn", "small-loss", "oracle"],
+      methods,
       data: async (seed) => synthBirdsSplits(await features.load(), seed),
       release: features.release,
     };
-  }),
-];
+  });
+}
 
 /**
  * CARROT with the split-validation RRO as a challenger (`validationPath`) against ERM, on the synthetic cells of the
@@ -552,6 +573,7 @@ const allCells = () => [
   ...topAverageCells(),
   ...consistencyDefaultCells(),
   ...knnTrimCells(),
+  ...inSampleTrimCells(),
 ];
 
 /** The data of the grid's cell `id` (and how to release what it loaded), for other benches on the same cells. */

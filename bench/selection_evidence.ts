@@ -23,12 +23,11 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { tuneLambda } from "../lib/carrot/lambda.ts";
-import { disposeHead, fitHead, type HeadFit, headProbabilities } from "../lib/carrot/head.ts";
+import { disposeHead, fitHead, type HeadFit, headProbabilities, inSampleLosses } from "../lib/carrot/head.ts";
 import { outOfFoldLosses, stratifiedFolds } from "../lib/carrot/crossfit.ts";
 import { lossTrimAlpha } from "../lib/carrot/trim.ts";
 import { pairedCalibratedGain, pairedGain } from "../lib/carrot/selection.ts";
 import { evaluateHead } from "../lib/carrot/metrics.ts";
-import { inSampleLosses } from "../lib/carrot/experiment.ts";
 import { evaluateHeadWithTemperature, fitTemperature } from "../lib/carrot/temperature.ts";
 import type { LabeledFeatures } from "../lib/carrot/labeled_features.ts";
 import { selectRows } from "../lib/split.ts";

@@ -14,6 +14,8 @@
  *                           (opt-in);
  *   carrot-knn              CARROT with the k-NN trims too (`neighbourK` = `knnTrimK`, 30): measured in session 16
  *                           against a rule it missed by one criterion (README), so not the default (opt-in);
+ *   carrot-in-sample-trims  CARROT with the trims by the ERM head's in-sample losses too (`inSampleTrim: true`):
+ *                           measured in session 17 against a rule it failed (README), so not the default (opt-in);
  *   carrot-selection        CARROT without the challenger (`validationPath: false`): its selection alone, the
  *                           default before the guard on B's size (opt-in);
  *   carrot-rro-split        CARROT with the challenger at any size of B (`validationPathMinPerClass` 0): as it was
@@ -40,7 +42,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { LabeledFeatures } from "./labeled_features.ts";
-import { disposeHead, fitHead, type HeadFit, headProbabilities } from "./head.ts";
+import { disposeHead, fitHead, type HeadFit, headProbabilities, inSampleLosses } from "./head.ts";
 import { meanLossGradient } from "./influence.ts";
 import { reweight, type ReweightOptions } from "./reweight.ts";
 import { splitValidationReweight } from "./split_validation.ts";
@@ -61,6 +63,7 @@ export type ExperimentMethod =
   | "carrot-consistency"
   | "carrot-gamma0"
   | "carrot-knn"
+  | "carrot-in-sample-trims"
   | "carrot-selection"
   | "carrot-rro-split"
   | "rro"
@@ -81,6 +84,7 @@ export const experimentMethods: readonly ExperimentMethod[] = [
   "carrot-consistency",
   "carrot-gamma0",
   "carrot-knn",
+  "carrot-in-sample-trims",
   "carrot-selection",
   "carrot-rro-split",
   "rro",
@@ -97,13 +101,15 @@ export const experimentMethods: readonly ExperimentMethod[] = [
 
 /**
  * Rows `runExperiment` runs only when asked: the oracle (needs ground truth), the split-validation rows, CARROT
- * without its challenger, CARROT's paths given explicitly with or without γ = 10, and CARROT with the k-NN trims.
+ * without its challenger, CARROT's paths given explicitly with or without γ = 10, and CARROT with the k-NN or the
+ * in-sample trims.
  */
 const optInMethods: readonly ExperimentMethod[] = [
   "oracle",
   "carrot-consistency",
   "carrot-gamma0",
   "carrot-knn",
+  "carrot-in-sample-trims",
   "rro-split",
   "carrot-selection",
   "carrot-rro-split",
@@ -220,22 +226,6 @@ const seedDetails = (selection: Omit<SelectionResult, "fit">): CarrotSeedDetails
   reason: selection.reason,
 });
 
-/** In-sample losses ℓ_i = −log p_{y_i}(h_i) of every training point under a head fitted on them (float64). */
-export async function inSampleLosses(fit: HeadFit, train: LabeledFeatures): Promise<Float64Array> {
-  const p = tf.tidy(() =>
-    tf.sum(
-      tf.mul(
-        headProbabilities(fit, train.features),
-        tf.oneHot(tf.tensor1d(train.labels, "int32"), fit.numClasses),
-      ),
-      1,
-    )
-  );
-  const own = await readValues(p);
-  p.dispose();
-  return Float64Array.from(own, (q) => -Math.log(q));
-}
-
 /** α for small-loss filtering: 0 for the 20% highest-loss points of each class under the ERM head (`trim.ts`). */
 async function smallLossAlpha(erm: HeadFit, train: LabeledFeatures): Promise<Float32Array> {
   return lossTrimAlpha(await inSampleLosses(erm, train), train.labels, 0.2);
@@ -306,6 +296,7 @@ export async function runExperiment(options: ExperimentOptions): Promise<Experim
             ...(method === "carrot-consistency" ? consistencyPaths : {}),
             ...(method === "carrot-gamma0" ? { paths: carrotPaths([0]) } : {}),
             ...(method === "carrot-knn" ? { neighbourK: knnTrimK } : {}),
+            ...(method === "carrot-in-sample-trims" ? { inSampleTrim: true } : {}),
             ...(method === "carrot-selection" ? { validationPath: false } : {}),
             ...(method === "carrot-rro-split" ? { validationPath: true, validationPathMinPerClass: 0 } : {}),
             ...options.carrot,

@@ -19,7 +19,7 @@ import {
 } from "./_objective.ts";
 import { type CurvaturePair, type LbfgsObjective, minimizeLbfgs } from "./_lbfgs.ts";
 import { type HeadPreconditioner, hessianAtZeroInverse } from "./_precondition.ts";
-import { readScalar, type ReadTally } from "./_reads.ts";
+import { readScalar, type ReadTally, readValues } from "./_reads.ts";
 
 /** Options of `fitHead`. */
 export interface FitHeadOptions {
@@ -216,6 +216,22 @@ export function headLogits(fit: HeadFit, features: tf.Tensor2D): tf.Tensor2D {
 /** Softmax probabilities p = softmax(W [x; 1]) `[m, K]`. */
 export function headProbabilities(fit: HeadFit, features: tf.Tensor2D): tf.Tensor2D {
   return tf.tidy(() => tf.softmax(logits(fit.weights, features)));
+}
+
+/** In-sample losses ℓ_i = −log p_{y_i}(h_i) of every training point under a head fitted on them (float64). */
+export async function inSampleLosses(fit: HeadFit, train: LabeledFeatures): Promise<Float64Array> {
+  const p = tf.tidy(() =>
+    tf.sum(
+      tf.mul(
+        headProbabilities(fit, train.features),
+        tf.oneHot(tf.tensor1d(train.labels, "int32"), fit.numClasses),
+      ),
+      1,
+    )
+  );
+  const own = await readValues(p);
+  p.dispose();
+  return Float64Array.from(own, (q) => -Math.log(q));
 }
 
 /** The head problem of a fit on `data` (its λ, α, K), for derivative computations in other modules. */

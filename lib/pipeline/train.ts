@@ -123,6 +123,8 @@ export interface TrainConfig {
   gradedTrim?: boolean;
   /** CARROT: k of the k-NN trims (default `defaultNeighbourK`, 0: none). */
   neighbourK?: number;
+  /** CARROT: also offer the trims by the ERM head's in-sample losses (default `defaultInSampleTrim`). */
+  inSampleTrim?: boolean;
   /** CARROT: average the α of the k best candidates on val (default `defaultAverageTop`). */
   averageTop?: number;
   /**
@@ -391,6 +393,7 @@ async function reweightSeed(
       trimSplits: config.trimSplits,
       gradedTrim: config.gradedTrim,
       neighbourK: config.neighbourK,
+      inSampleTrim: config.inSampleTrim,
       averageTop: config.averageTop,
       validationPath: config.validationPath,
       folds: config.folds,

@@ -12,6 +12,7 @@ import {
   carrotPaths,
   carrotReweight,
   defaultCarrotPaths,
+  defaultInSampleTrim,
   defaultNeighbourK,
   defaultTrimFractions,
   describeCandidate,
@@ -195,6 +196,7 @@ Deno.test("outOfFoldLosses(): the mean over fold assignments of each point's los
     trimFractions: [0.3],
     trimSplits: 3,
     neighbourK: 0, // nor about the k-NN trims (neighbours_test.ts)
+    inSampleTrim: false, // nor about the in-sample trims (in_sample_trim_test.ts)
     tol: 1e-8,
     z: 0, // keep any gain: this test is about which points the trimming drops, not about the veto
     validationPath: false, // nor about the challenger
@@ -250,6 +252,7 @@ Deno.test("carrotReweight(): gradedTrim offers the mean of the trims as one more
     trimFractions: fractions,
     gradedTrim: true,
     neighbourK: 0, // the k-NN trims: neighbours_test.ts
+    inSampleTrim: false, // the in-sample trims: in_sample_trim_test.ts
     tol: 1e-8,
     z: 0,
     validationPath: false,
@@ -287,6 +290,7 @@ Deno.test("carrotReweight(): averageTop k refits at the mean α of the k candida
     paths: [{ heldOutWeighting: "self" as const, gamma: 0 }],
     trimFractions: fractions,
     neighbourK: 0, // the k-NN trims: neighbours_test.ts
+    inSampleTrim: false, // the in-sample trims: in_sample_trim_test.ts
     tol: 1e-8,
     z: 0,
     validationPath: false,
@@ -447,7 +451,8 @@ Deno.test("carrotReweight(): falls back to α = 1 without harmful points, keeps 
     noisyRun.selection.rows.length,
     1 +
       noisyRun.trajectories.reduce((s, t) => s + t.steps.filter((e) => e.step > 0 && e.accepted).length, 0) +
-      (defaultNeighbourK > 0 ? 2 : 1) * (defaultTrimFractions.length + 1) + 1,
+      (1 + Number(defaultNeighbourK > 0) + Number(defaultInSampleTrim)) * (defaultTrimFractions.length + 1) +
+      1,
     "every accepted step, every trimming and the graded trimming (by each detector in use) and the mean of the best " +
       "three are candidates",
   );

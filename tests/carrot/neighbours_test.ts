@@ -5,9 +5,13 @@ import { neighbourDisagreement, neighbourTrimScores } from "../../lib/carrot/nei
 import { carrotReweight, describeCandidate } from "../../lib/carrot/carrot.ts";
 import { lossTrimAlpha, meanAlpha } from "../../lib/carrot/trim.ts";
 import { disposeHead } from "../../lib/carrot/head.ts";
-import { selectWeighting } from "../../lib/carrot/selection.ts";
-import { assertClose } from "../_assert.ts";
-import { makeFineGrainedFeatures } from "../../lib/data/synthetic_features.ts";
+import {
+  assertDropsMislabelled,
+  assertScoredAlone,
+  assertTrimRows,
+  trimOptions,
+  trimProblem,
+} from "./_trim_candidates.ts";
 import { Random } from "../../lib/random.ts";
 
 await selectBackend("wasm", { threads: 1, quiet: true });
@@ -75,38 +79,11 @@ Deno.test("neighbourTrimScores(): order by the count, then by the loss", () => {
 });
 
 Deno.test("carrotReweight(): neighbourK offers the trims by k-NN disagreement, graded one included; 0 offers none", async () => {
-  const data = makeFineGrainedFeatures({
-    numClasses: 8,
-    groups: 2,
-    dim: 16,
-    perClass: { train: 25, val: 10, test: 10 },
-    labelNoise: { rate: 0.4 },
-    seed: 9,
-  });
-  const options = {
-    lambda: 0.5,
-    numClasses: 8,
-    folds: 3,
-    outerSteps: 0,
-    paths: [{ heldOutWeighting: "uniform" as const, gamma: 0 }],
-    trimFractions: [0.1, 0.3],
-    tol: 1e-8,
-    z: 0,
-    validationPath: false,
-    averageTop: 1,
-  };
+  const data = trimProblem(), options = trimOptions;
   const before = tf.memory().numTensors;
   const run = await carrotReweight(data.train, data.val, { ...options, neighbourK: 6 });
   const labels = run.selection.rows.map((r) => r.label);
-  assert.deepEqual(labels.map((l) => l.weighting), [
-    "none",
-    "trim",
-    "trim",
-    "graded-trim",
-    "knn-trim",
-    "knn-trim",
-    "graded-knn-trim",
-  ]);
+  assertTrimRows(run, "knn-trim");
   assert.equal(
     describeCandidate(labels[4]),
     "trim 10% by k-NN label disagreement (k 6; ties by out-of-fold loss)",
@@ -121,22 +98,9 @@ Deno.test("carrotReweight(): neighbourK offers the trims by k-NN disagreement, g
   assert.deepEqual(run.neighbourCounts, counts);
   const scores = neighbourTrimScores(counts, run.trimLosses!);
   const trims = [0.1, 0.3].map((q) => lossTrimAlpha(scores, data.train.labels, q, { keepClassMass: true }));
-  const alone = await selectWeighting(data.train, data.val, [
-    { alpha: new Float32Array(trims[0].length).fill(1), label: {} },
-    ...[...trims, meanAlpha(trims)].map((alpha) => ({ alpha, label: {} })),
-  ], { lambda: 0.5, numClasses: 8, tol: 1e-8, z: 0 });
-  [4, 5, 6].forEach((row, c) =>
-    assertClose(run.selection.rows[row].valLoss, alone.rows[c + 1].valLoss, {
-      rtol: 1e-4,
-      what: `row ${row}`,
-    })
-  );
-  disposeHead(alone.fit);
+  await assertScoredAlone(run, data, [4, 5, 6], [...trims, meanAlpha(trims)], { lambda: 0.5, numClasses: 8 });
   // better than chance: the points the k-NN trim at 30% drops are mislabelled more often than train's points are
-  const share = (indices: number[]) =>
-    indices.filter((i) => data.train.mislabeled[i] === 1).length / indices.length;
-  const dropped = [...trims[1].keys()].filter((i) => trims[1][i] === 0);
-  assert.ok(share(dropped) > share([...trims[1].keys()]), `precision ${share(dropped)}`);
+  assertDropsMislabelled(trims[1], data.train.mislabeled);
   disposeHead(run.fit);
   const off = await carrotReweight(data.train, data.val, { ...options, neighbourK: 0 });
   assert.deepEqual(off.selection.rows.map((r) => r.label.weighting), ["none", "trim", "trim", "graded-trim"]);

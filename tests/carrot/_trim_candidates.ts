@@ -1,0 +1,82 @@
+/** Checks shared by the tests of CARROT's trim candidates (out-of-fold, k-NN, in-sample). */
+import assert from "node:assert/strict";
+import type { LabeledFeatures } from "../../lib/carrot/labeled_features.ts";
+import type { CarrotResult } from "../../lib/carrot/carrot.ts";
+import { disposeHead } from "../../lib/carrot/head.ts";
+import { selectWeighting } from "../../lib/carrot/selection.ts";
+import { assertClose } from "../_assert.ts";
+import { makeFineGrainedFeatures } from "../../lib/data/synthetic_features.ts";
+
+/** A small problem at within-group noise 0.4 (8 classes, 25 train and 10 val per class) for the trim tests. */
+export const trimProblem = () =>
+  makeFineGrainedFeatures({
+    numClasses: 8,
+    groups: 2,
+    dim: 16,
+    perClass: { train: 25, val: 10, test: 10 },
+    labelNoise: { rate: 0.4 },
+    seed: 9,
+  });
+
+/**
+ * `carrotReweight` options of the trim tests: λ 0.5, no outer steps (candidates: ERM and the trims at 10% and 30%
+ * with their graded mean), no veto, challenger or averaging, and neither extra detector (each test turns its own on).
+ */
+export const trimOptions = {
+  lambda: 0.5,
+  numClasses: 8,
+  folds: 3,
+  outerSteps: 0,
+  paths: [{ heldOutWeighting: "uniform" as const, gamma: 0 }],
+  trimFractions: [0.1, 0.3],
+  tol: 1e-8,
+  z: 0,
+  validationPath: false,
+  averageTop: 1,
+  neighbourK: 0,
+  inSampleTrim: false,
+};
+
+/** Each α of `alphas`, scored alone by `selectWeighting`, gets the calibrated val loss of its row of `rows`. */
+export async function assertScoredAlone(
+  run: Pick<CarrotResult, "selection">,
+  data: { train: LabeledFeatures; val: LabeledFeatures },
+  rows: readonly number[],
+  alphas: readonly Float32Array[],
+  options: { lambda: number; numClasses: number },
+): Promise<void> {
+  const alone = await selectWeighting(data.train, data.val, [
+    { alpha: new Float32Array(alphas[0].length).fill(1), label: {} },
+    ...alphas.map((alpha) => ({ alpha, label: {} })),
+  ], { ...options, tol: 1e-8, z: 0 });
+  rows.forEach((row, c) =>
+    assertClose(run.selection.rows[row].valLoss, alone.rows[c + 1].valLoss, {
+      rtol: 1e-4,
+      what: `row ${row}`,
+    })
+  );
+  disposeHead(alone.fit);
+}
+
+/** The points `alpha` drops (α = 0) are mislabelled more often than train's points are. */
+export function assertDropsMislabelled(alpha: Float32Array, mislabeled: Uint8Array): void {
+  const share = (indices: number[]) => indices.filter((i) => mislabeled[i] === 1).length / indices.length;
+  const dropped = [...alpha.keys()].filter((i) => alpha[i] === 0);
+  assert.ok(share(dropped) > share([...alpha.keys()]), `precision ${share(dropped)}`);
+}
+
+/**
+ * The candidates of a run with `trimOptions` and one extra detector: ERM, the out-of-fold trims at 10% and 30% and
+ * their graded mean, then the same three by the detector `weighting`.
+ */
+export function assertTrimRows(run: Pick<CarrotResult, "selection">, weighting: string): void {
+  assert.deepEqual(run.selection.rows.map((r) => r.label.weighting), [
+    "none",
+    "trim",
+    "trim",
+    "graded-trim",
+    weighting,
+    weighting,
+    `graded-${weighting}`,
+  ]);
+}
