@@ -441,15 +441,13 @@ export async function carrotReweight(
     const neighbourCounts = neighbourK > 0 && fractions.length > 0
       ? await neighbourDisagreement(train, neighbourK)
       : undefined;
-    if (neighbourCounts) {
-      const scores = neighbourTrimScores(neighbourCounts, trimLosses!);
-      trims.push(
-        ...trimCandidates(scores, train.labels, fractions, graded, "knn-trim", {
-          k: neighbourK,
-          ...bySplits,
-        }),
-      );
-    }
+    const neighbourScores = neighbourCounts && neighbourTrimScores(neighbourCounts, trimLosses!);
+    trims.push(
+      ...trimCandidates(neighbourScores, train.labels, fractions, graded, "knn-trim", {
+        k: neighbourK,
+        ...bySplits,
+      }),
+    );
     const inSample = (options.inSampleTrim ?? defaultInSampleTrim) && fractions.length > 0
       ? await inSampleLosses(erm, train)
       : undefined;
