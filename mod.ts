@@ -310,12 +310,14 @@ export {
   selectWeighting,
 } from "./lib/carrot/selection.ts";
 export {
+  bootstrapAverageReplicates,
   type CarrotOptions,
   carrotOutcome,
   type CarrotPath,
   carrotPaths,
   type CarrotResult,
   carrotReweight,
+  defaultBootstrapAverage,
   defaultCarrotGammas,
   defaultCarrotPaths,
   defaultGradedTrim,
@@ -328,6 +330,11 @@ export {
   knnTrimK,
 } from "./lib/carrot/carrot.ts";
 export { gradedTrimAlpha, lossTrimAlpha, type TrimOptions } from "./lib/carrot/trim.ts";
+export {
+  bootstrapAverageCandidates,
+  bootstrapSelectionWeights,
+  type BootstrapWeightOptions,
+} from "./lib/carrot/bootstrap_average.ts";
 export {
   neighbourDisagreement,
   type NeighbourOptions,

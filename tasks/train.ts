@@ -92,6 +92,11 @@ const schema = z.object({
     "carrot: refit at the mean α of the k candidates with the lowest calibrated val loss instead of the best " +
       "alone, kept only if it beats ERM by z s.e. (default 3; 1: the best alone)",
   ),
+  bootstrapAverage: z.coerce.number().int().min(0).optional().describe(
+    "carrot: instead of the top-k mean, refit at the mean α of all candidates weighted by how often each is the " +
+      "lowest on this many class-stratified resamples of val (default 0: off; 1000 was measured in session 18 " +
+      "and missed its rule, README)",
+  ),
   validationPath: z.boolean().default(true).describe(
     "carrot: also run RRO on half of val and let the other half choose between its head and the selection's, " +
       "where that half holds ≥ 5 images per class (--validationPath false: the selection alone)",

@@ -131,6 +131,8 @@ export class CandidateScorer {
   readonly candidates: SelectionCandidate[] = [];
   /** Their scores, in the same order. */
   readonly rows: SelectionRow[] = [];
+  /** Their per-point calibrated validation losses ℓ_j^c `[m]`, in the same order. */
+  readonly pointLosses: Float64Array[] = [];
   #bestIndex = 0;
   #best?: { fit: HeadFit; losses: Float64Array; temperature: number };
   #erm?: { fit: HeadFit; losses: Float64Array; temperature: number };
@@ -188,6 +190,7 @@ export class CandidateScorer {
     };
     this.candidates.push(candidate);
     this.rows.push(row);
+    this.pointLosses.push(scored.losses);
     const entry = { fit, losses: scored.losses, temperature: scored.temperature };
     if (c === 0) [this.#erm, this.#best] = [entry, entry];
     else if (valLoss < this.rows[this.#bestIndex].valLoss) {

@@ -127,6 +127,8 @@ export interface TrainConfig {
   inSampleTrim?: boolean;
   /** CARROT: average the α of the k best candidates on val (default `defaultAverageTop`). */
   averageTop?: number;
+  /** CARROT: resamples of the bootstrap-weighted mean of the candidates (default `defaultBootstrapAverage`, 0: off). */
+  bootstrapAverage?: number;
   /**
    * CARROT: let the split-validation RRO challenge the selected head on half of val (`validationPath`; default
    * true, and it runs only where that half holds ≥ 5 images per class).
@@ -395,6 +397,7 @@ async function reweightSeed(
       neighbourK: config.neighbourK,
       inSampleTrim: config.inSampleTrim,
       averageTop: config.averageTop,
+      bootstrapAverage: config.bootstrapAverage,
       validationPath: config.validationPath,
       folds: config.folds,
       z: config.z,
