@@ -336,9 +336,9 @@ const inSampleTrimCells = () => [
 
 /**
  * CARROT with the bootstrap-weighted mean of its candidates instead of the top-3 mean (`carrot-bootstrap`; added in
- * session 18, rule fixed before it ran, missed on its main criterion, so opt-in; README): the same cells as `gradedTrimCells`, as `bootstrap/…` and
- * `bootstrap-fresh/…`; and SynthBirds rendered by generator seeds 7–10, image data no design step had seen, with
- * the default's rows too.
+ * session 18, rule fixed before it ran, missed on its main criterion, so opt-in; README): the same cells as
+ * `gradedTrimCells`, as `bootstrap/…` and `bootstrap-fresh/…`; and SynthBirds rendered by generator seeds 7–10,
+ * image data no design step had seen, with the default's rows too.
  */
 const bootstrapAverageCells = () => [
   ...variantCells("bootstrap", ["erm", "carrot-bootstrap"], undefined, /^(synthetic|cub-sized)\//),

@@ -24,8 +24,8 @@
  *      loss. With `averageTop` k ≥ 2 (default 3) the head is refitted at the mean α of the k best
  *      (`top_average.ts`), a hedge against near-ties that a few validation images cannot order; with k = 1 the best
  *      alone; with `bootstrapAverage` B ≥ 1 (opt-in) at the mean α weighted by how often each candidate is the
- *      lowest on B class-stratified resamples of val (`bootstrap_average.ts`). That head is kept only if its paired gain over ERM exceeds z standard errors; otherwise α ≡ 1
- *      (fallback), reported with the numbers.
+ *      lowest on B class-stratified resamples of val (`bootstrap_average.ts`). That head is kept only if its paired
+ *      gain over ERM exceeds z standard errors; otherwise α ≡ 1 (fallback), reported with the numbers.
  *      Optionally (`maxOuterSteps`), a trajectory whose last step is the best so far runs on.
  *   4. Calibration: the returned head carries its temperature fitted on val (ERM's too, in `ermTemperature`).
  *   5. The original RRO made honest by a split of val competes with the selected head on the half B that never
