@@ -53,7 +53,10 @@ export function bootstrapSelectionWeights(
     );
   }
   const classes = new Map<number, number[]>();
-  labels.forEach((y, j) => classes.set(y, [...classes.get(y) ?? [], j]));
+  labels.forEach((y, j) => {
+    if (!classes.has(y)) classes.set(y, []);
+    classes.get(y)!.push(j);
+  });
   const members = [...classes.values()], random = new Random(seed);
   const counts = new Float64Array(m), weights = new Float64Array(losses.length);
   for (let b = 0; b < replicates; b++) {

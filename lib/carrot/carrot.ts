@@ -585,15 +585,17 @@ async function withAverage(
   options: SelectionOptions & { k: number; bootstrap: number; seed: number },
 ): Promise<SelectionResult & { alpha: Float32Array; bootstrapWeights?: Float64Array }> {
   const { candidates, pointLosses } = scored, { bootstrap, k } = options;
-  const describe = describeCandidate;
   const averaged: Promise<Averaged | undefined> | undefined = bootstrap > 0
     ? bootstrapAverageCandidates(train, val, candidates, pointLosses, {
       ...options,
       replicates: bootstrap,
-      describe,
+      describe: describeCandidate,
     })
     : k > 1
-    ? averageTopCandidates(train, val, candidates, finished.rows, k, { ...options, describe })
+    ? averageTopCandidates(train, val, candidates, finished.rows, k, {
+      ...options,
+      describe: describeCandidate,
+    })
     : undefined;
   const result = await averaged?.catch((error) => {
     disposeHead(finished.fit);
