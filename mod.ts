@@ -324,12 +324,14 @@ export {
   defaultHeldOutWeightings,
   defaultInSampleTrim,
   defaultNeighbourK,
+  defaultRefinedTrim,
   defaultTrimFractions,
   defaultValidationPathMinPerClass,
   describeCandidate,
   knnTrimK,
 } from "./lib/carrot/carrot.ts";
 export { gradedTrimAlpha, lossTrimAlpha, type TrimOptions } from "./lib/carrot/trim.ts";
+export { refinedTrimLosses } from "./lib/carrot/refined_trim.ts";
 export {
   bootstrapAverageCandidates,
   bootstrapSelectionWeights,

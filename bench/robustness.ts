@@ -346,6 +346,17 @@ const bootstrapAverageCells = () => [
   ...unseenImageCells([7, 8, 9, 10], ["erm", "carrot", "carrot-bootstrap", "small-loss", "oracle"]),
 ];
 
+/**
+ * CARROT with its trims ranked by refined out-of-fold losses (`carrot-refined-trims`; added in session 19, rule fixed
+ * before it ran, failed, so opt-in; README): the same cells as `gradedTrimCells`, as `refined-trim/…` and `refined-trim-fresh/…`; and
+ * SynthBirds rendered by generator seeds 11–14, image data no design step had seen, with the default's rows too.
+ */
+const refinedTrimCells = () => [
+  ...variantCells("refined-trim", ["erm", "carrot-refined-trims"], undefined, /^(synthetic|cub-sized)\//),
+  ...freshSeedCells("refined-trim-fresh", ["erm", "carrot-refined-trims"]),
+  ...unseenImageCells([11, 12, 13, 14], ["erm", "carrot", "carrot-refined-trims", "small-loss", "oracle"]),
+];
+
 /** SynthBirds rendered by each of `generatorSeeds` (`unseen-images/synthbirds-generator-seed=…`), rows `methods`. */
 function unseenImageCells(generatorSeeds: readonly number[], methods: readonly ExperimentMethod[]): Cell[] {
   return generatorSeeds.map((generatorSeed) => {
@@ -587,6 +598,7 @@ const allCells = () => [
   ...knnTrimCells(),
   ...inSampleTrimCells(),
   ...bootstrapAverageCells(),
+  ...refinedTrimCells(),
 ];
 
 /** The data of the grid's cell `id` (and how to release what it loaded), for other benches on the same cells. */

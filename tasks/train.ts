@@ -88,6 +88,10 @@ const schema = z.object({
     "carrot: also offer the trims (10/20/30% and graded) ranked by the ERM head's in-sample losses, what " +
       "small-loss filtering ranks by (default off: measured in session 17 and failed its rule, README)",
   ),
+  refinedTrim: z.boolean().optional().describe(
+    "carrot: rank the trims by the out-of-fold losses of fold heads refitted at the first graded trim's α " +
+      "(cleaner judges; default off: measured in session 19 and failed its rule, README)",
+  ),
   averageTop: z.coerce.number().int().min(1).optional().describe(
     "carrot: refit at the mean α of the k candidates with the lowest calibrated val loss instead of the best " +
       "alone, kept only if it beats ERM by z s.e. (default 3; 1: the best alone)",

@@ -201,9 +201,10 @@ async function pointLosses(fit: HeadFit, data: LabeledFeatures): Promise<Float32
 }
 
 /**
- * Out-of-fold losses at α ≡ 1, averaged over the stratified fold assignments of `seeds` (repeated cross-fitting):
+ * Out-of-fold losses at α (default α ≡ 1), averaged over the stratified fold assignments of `seeds` (repeated
+ * cross-fitting):
  *
- *   ℓ̄_i = (1/R) Σ_r ℓ_i(W*_{−k_r(i)}),   W*_{−k} fitted (α ≡ 1) on every fold of assignment r but k,
+ *   ℓ̄_i = (1/R) Σ_r ℓ_i(W*_{−k_r(i)}(α)),   W*_{−k}(α) fitted with weights α on every fold of assignment r but k,
  *
  * where k_r(i) is i's fold in assignment r. Each term still comes from a head that never saw i; averaging over R
  * partitions removes the variance that one random partition adds to i's score (which points share i's fold decides
@@ -212,17 +213,21 @@ async function pointLosses(fit: HeadFit, data: LabeledFeatures): Promise<Float32
 export async function outOfFoldLosses(
   train: LabeledFeatures,
   seeds: readonly number[],
-  options: Pick<CrossFitOptions, "lambda" | "numClasses" | "folds" | "init" | "tol">,
+  options: Pick<CrossFitOptions, "lambda" | "numClasses" | "folds" | "init" | "tol"> & {
+    alpha?: Float32Array;
+  },
 ): Promise<Float32Array> {
   if (seeds.length === 0) {
     throw new RangeError("outOfFoldLosses: seeds is empty; give at least one fold assignment");
   }
   const numClasses = options.numClasses ?? inferNumClasses(train.labels), count = options.folds ?? 5;
-  const n = train.labels.length, sum = new Float64Array(n), ones = new Float32Array(n).fill(1);
+  const n = train.labels.length,
+    sum = new Float64Array(n),
+    alpha = options.alpha ?? new Float32Array(n).fill(1);
   for (const seed of seeds) {
     const splits = foldSplits(train, stratifiedFolds(train.labels, count, seed), count);
     try {
-      const fits = await refitFolds(splits, ones, splits.parts.map(() => options.init), {
+      const fits = await refitFolds(splits, alpha, splits.parts.map(() => options.init), {
         ...options,
         numClasses,
       });

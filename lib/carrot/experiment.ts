@@ -19,6 +19,9 @@
  *   carrot-bootstrap        CARROT with the bootstrap-weighted mean of its candidates instead of the top-3 mean
  *                           (`bootstrapAverage` = `bootstrapAverageReplicates`, 1000): measured in session 18
  *                           against a rule whose main criterion it missed (README), so not the default (opt-in);
+ *   carrot-refined-trims    CARROT with the trims ranked by refined out-of-fold losses (`refinedTrim: true`, fold
+ *                           heads refitted at the first graded trim): measured in session 19 against a rule it
+ *                           failed (README), so not the default (opt-in);
  *   carrot-selection        CARROT without the challenger (`validationPath: false`): its selection alone, the
  *                           default before the guard on B's size (opt-in);
  *   carrot-rro-split        CARROT with the challenger at any size of B (`validationPathMinPerClass` 0): as it was
@@ -75,6 +78,7 @@ export type ExperimentMethod =
   | "carrot-knn"
   | "carrot-in-sample-trims"
   | "carrot-bootstrap"
+  | "carrot-refined-trims"
   | "carrot-selection"
   | "carrot-rro-split"
   | "rro"
@@ -97,6 +101,7 @@ export const experimentMethods: readonly ExperimentMethod[] = [
   "carrot-knn",
   "carrot-in-sample-trims",
   "carrot-bootstrap",
+  "carrot-refined-trims",
   "carrot-selection",
   "carrot-rro-split",
   "rro",
@@ -114,7 +119,7 @@ export const experimentMethods: readonly ExperimentMethod[] = [
 /**
  * Rows `runExperiment` runs only when asked: the oracle (needs ground truth), the split-validation rows, CARROT
  * without its challenger, CARROT's paths given explicitly with or without γ = 10, CARROT with the k-NN or the
- * in-sample trims, and CARROT with the bootstrap-weighted mean.
+ * in-sample trims, CARROT with the bootstrap-weighted mean, and CARROT with the refined trims.
  */
 const optInMethods: readonly ExperimentMethod[] = [
   "oracle",
@@ -123,6 +128,7 @@ const optInMethods: readonly ExperimentMethod[] = [
   "carrot-knn",
   "carrot-in-sample-trims",
   "carrot-bootstrap",
+  "carrot-refined-trims",
   "rro-split",
   "carrot-selection",
   "carrot-rro-split",
@@ -311,6 +317,7 @@ export async function runExperiment(options: ExperimentOptions): Promise<Experim
             ...(method === "carrot-knn" ? { neighbourK: knnTrimK } : {}),
             ...(method === "carrot-in-sample-trims" ? { inSampleTrim: true } : {}),
             ...(method === "carrot-bootstrap" ? { bootstrapAverage: bootstrapAverageReplicates } : {}),
+            ...(method === "carrot-refined-trims" ? { refinedTrim: true } : {}),
             ...(method === "carrot-selection" ? { validationPath: false } : {}),
             ...(method === "carrot-rro-split" ? { validationPath: true, validationPathMinPerClass: 0 } : {}),
             ...options.carrot,

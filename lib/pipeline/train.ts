@@ -125,6 +125,8 @@ export interface TrainConfig {
   neighbourK?: number;
   /** CARROT: also offer the trims by the ERM head's in-sample losses (default `defaultInSampleTrim`). */
   inSampleTrim?: boolean;
+  /** CARROT: rank the trims by refined out-of-fold losses (default `defaultRefinedTrim`). */
+  refinedTrim?: boolean;
   /** CARROT: average the α of the k best candidates on val (default `defaultAverageTop`). */
   averageTop?: number;
   /** CARROT: resamples of the bootstrap-weighted mean of the candidates (default `defaultBootstrapAverage`, 0: off). */
@@ -396,6 +398,7 @@ async function reweightSeed(
       gradedTrim: config.gradedTrim,
       neighbourK: config.neighbourK,
       inSampleTrim: config.inSampleTrim,
+      refinedTrim: config.refinedTrim,
       averageTop: config.averageTop,
       bootstrapAverage: config.bootstrapAverage,
       validationPath: config.validationPath,

@@ -18,14 +18,13 @@ import {
   describeCandidate,
 } from "../../lib/carrot/carrot.ts";
 import { gradedTrimAlpha, lossTrimAlpha } from "../../lib/carrot/trim.ts";
-import type { LabeledFeatures } from "../../lib/carrot/labeled_features.ts";
 import { selectWeighting } from "../../lib/carrot/selection.ts";
-import { disposeHead, fitHead, headLogits } from "../../lib/carrot/head.ts";
-import { selectRows } from "../../lib/split.ts";
+import { disposeHead } from "../../lib/carrot/head.ts";
 import { effectiveSampleSizes } from "../../lib/carrot/reweight.ts";
 import { makeFineGrainedFeatures } from "../../lib/data/synthetic_features.ts";
 import { Random } from "../../lib/random.ts";
 import { assertClose, relMax } from "../_assert.ts";
+import { assertLossesClose, lossesWithoutOwnFold } from "./_out_of_fold.ts";
 
 await selectBackend("wasm", { threads: 1, quiet: true });
 
@@ -119,42 +118,6 @@ Deno.test("crossFitReweight(): L_cf non-increasing over accepted steps; α ≥ 0
   assert.equal(tf.memory().numTensors, before, "tensors leaked");
   dispose(data);
 });
-
-/** Each point's loss under the head fitted (at `alpha`) on every fold of assignment `seed` but its own, by hand. */
-async function lossesWithoutOwnFold(
-  train: LabeledFeatures,
-  alpha: Float32Array,
-  options: { folds: number; seed: number; lambda: number },
-): Promise<Float64Array> {
-  const assignment = stratifiedFolds(train.labels, options.folds, options.seed);
-  const losses = new Float64Array(train.labels.length);
-  for (let k = 0; k < options.folds; k++) {
-    const inside = Int32Array.from(train.labels.keys()).filter((i) => assignment[i] !== k);
-    const heldOut = Int32Array.from(train.labels.keys()).filter((i) => assignment[i] === k);
-    const part = selectRows(train, inside), test = selectRows(train, heldOut);
-    const fit = await fitHead(part, {
-      lambda: options.lambda,
-      numClasses: 8,
-      alpha: Float32Array.from(inside, (i) => alpha[i]),
-      tol: 1e-7,
-    });
-    const logProbabilities = tf.tidy(() => tf.logSoftmax(headLogits(fit, test.features)));
-    const values = await logProbabilities.array();
-    heldOut.forEach((i, q) => losses[i] = -values[q][train.labels[i]]);
-    tf.dispose([logProbabilities, part.features, test.features]);
-    disposeHead(fit);
-  }
-  return losses;
-}
-
-const assertLossesClose = (actual: ArrayLike<number>, expected: ArrayLike<number>, what: string) => {
-  for (let i = 0; i < expected.length; i++) {
-    assert.ok(
-      Math.abs(actual[i] - expected[i]) < 1e-3 * Math.max(1, expected[i]),
-      `${what}, point ${i}: ${actual[i]} vs ${expected[i]}`,
-    );
-  }
-};
 
 Deno.test("crossFitReweight(): heldOutLosses are each point's loss under the head fitted without its fold", async () => {
   const data = small(5, 0.2), folds = 3, lambda = 0.5;

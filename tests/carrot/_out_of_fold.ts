@@ -1,0 +1,44 @@
+/** Out-of-fold losses by hand, shared by the tests of the cross-fitted paths and of the (refined) trims. */
+import * as tf from "@tensorflow/tfjs";
+import assert from "node:assert/strict";
+import { stratifiedFolds } from "../../lib/carrot/crossfit.ts";
+import type { LabeledFeatures } from "../../lib/carrot/labeled_features.ts";
+import { disposeHead, fitHead, headLogits } from "../../lib/carrot/head.ts";
+import { selectRows } from "../../lib/split.ts";
+
+/** Each point's loss under the head fitted (at `alpha`) on every fold of assignment `seed` but its own, by hand. */
+export async function lossesWithoutOwnFold(
+  train: LabeledFeatures,
+  alpha: Float32Array,
+  options: { folds: number; seed: number; lambda: number },
+): Promise<Float64Array> {
+  const assignment = stratifiedFolds(train.labels, options.folds, options.seed);
+  const losses = new Float64Array(train.labels.length);
+  for (let k = 0; k < options.folds; k++) {
+    const inside = Int32Array.from(train.labels.keys()).filter((i) => assignment[i] !== k);
+    const heldOut = Int32Array.from(train.labels.keys()).filter((i) => assignment[i] === k);
+    const part = selectRows(train, inside), test = selectRows(train, heldOut);
+    const fit = await fitHead(part, {
+      lambda: options.lambda,
+      numClasses: 8,
+      alpha: Float32Array.from(inside, (i) => alpha[i]),
+      tol: 1e-7,
+    });
+    const logProbabilities = tf.tidy(() => tf.logSoftmax(headLogits(fit, test.features)));
+    const values = await logProbabilities.array();
+    heldOut.forEach((i, q) => losses[i] = -values[q][train.labels[i]]);
+    tf.dispose([logProbabilities, part.features, test.features]);
+    disposeHead(fit);
+  }
+  return losses;
+}
+
+/** |actual − expected| < 10⁻³ max(1, expected) for every point. */
+export const assertLossesClose = (actual: ArrayLike<number>, expected: ArrayLike<number>, what: string) => {
+  for (let i = 0; i < expected.length; i++) {
+    assert.ok(
+      Math.abs(actual[i] - expected[i]) < 1e-3 * Math.max(1, expected[i]),
+      `${what}, point ${i}: ${actual[i]} vs ${expected[i]}`,
+    );
+  }
+};
