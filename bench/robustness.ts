@@ -348,8 +348,9 @@ const bootstrapAverageCells = () => [
 
 /**
  * CARROT with its trims ranked by refined out-of-fold losses (`carrot-refined-trims`; added in session 19, rule fixed
- * before it ran, failed, so opt-in; README): the same cells as `gradedTrimCells`, as `refined-trim/…` and `refined-trim-fresh/…`; and
- * SynthBirds rendered by generator seeds 11–14, image data no design step had seen, with the default's rows too.
+ * before it ran, failed, so opt-in; README): the same cells as `gradedTrimCells`, as `refined-trim/…` and
+ * `refined-trim-fresh/…`; and SynthBirds rendered by generator seeds 11–14, image data no design step had seen,
+ * with the default's rows too.
  */
 const refinedTrimCells = () => [
   ...variantCells("refined-trim", ["erm", "carrot-refined-trims"], undefined, /^(synthetic|cub-sized)\//),

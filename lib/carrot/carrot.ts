@@ -21,9 +21,8 @@
  *      separated clouds it can find mislabelled points a linear head's losses miss. With `inSampleTrim` (opt-in)
  *      they are offered once more ranked by the ERM head's in-sample losses, small-loss filtering's detector. With
  *      `refinedTrim` (opt-in) the trims rank instead by the out-of-fold losses of fold heads refitted at the graded
- *      trim's α, cleaner judges (`refined_trim.ts`). Each
- *      candidate is refitted on all of train, temperature-scaled on val and scored by its calibrated validation
- *      loss. With `averageTop` k ≥ 2 (default 3) the head is refitted at the mean α of the k best
+ *      trim's α, cleaner judges (`refined_trim.ts`). Each candidate is refitted on all of train, temperature-scaled
+ *      on val and scored by its calibrated validation loss. With `averageTop` k ≥ 2 (default 3) the head is refitted at the mean α of the k best
  *      (`top_average.ts`), a hedge against near-ties that a few validation images cannot order; with k = 1 the best
  *      alone; with `bootstrapAverage` B ≥ 1 (opt-in) at the mean α weighted by how often each candidate is the
  *      lowest on B class-stratified resamples of val (`bootstrap_average.ts`). That head is kept only if its paired

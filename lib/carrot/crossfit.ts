@@ -224,6 +224,9 @@ export async function outOfFoldLosses(
   const n = train.labels.length,
     sum = new Float64Array(n),
     alpha = options.alpha ?? new Float32Array(n).fill(1);
+  if (alpha.length !== n) {
+    throw new RangeError(`outOfFoldLosses: alpha has ${alpha.length} entries for ${n} training points`);
+  }
   for (const seed of seeds) {
     const splits = foldSplits(train, stratifiedFolds(train.labels, count, seed), count);
     try {

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { selectBackend } from "../../lib/backend.ts";
 import { carrotReweight, describeCandidate } from "../../lib/carrot/carrot.ts";
 import { refinedTrimLosses } from "../../lib/carrot/refined_trim.ts";
+import { outOfFoldLosses } from "../../lib/carrot/crossfit.ts";
 import { gradedTrimAlpha, lossTrimAlpha, meanAlpha } from "../../lib/carrot/trim.ts";
 import { disposeHead } from "../../lib/carrot/head.ts";
 import { assertLossesClose, lossesWithoutOwnFold } from "./_out_of_fold.ts";
@@ -36,6 +37,10 @@ Deno.test("refinedTrimLosses(): each point's loss under its fold's head refitted
     "mean over seeds 0, 1",
   );
   await assert.rejects(refinedTrimLosses(data.train, first, [], [0], { lambda }), /fractions is empty/);
+  await assert.rejects(
+    outOfFoldLosses(data.train, [0], { lambda, alpha: new Float32Array(3) }),
+    /alpha has 3 entries for 200 training points/,
+  );
   assert.equal(tf.memory().numTensors, before, "tensors leaked");
   tf.dispose([data.train.features, data.val.features, data.test.features]);
 });
