@@ -11,13 +11,29 @@ import { assertDropsMislabelled, assertScoredAlone, trimOptions, trimProblem } f
 
 await selectBackend("wasm", { threads: 1, quiet: true });
 
+let byHand: Promise<{ first: Float64Array; graded: Float32Array; expected: Float64Array }> | undefined;
+
+/**
+ * Of `trimProblem()` with `trimOptions`, by hand (fold assignment seed 0), computed once for both tests: the
+ * out-of-fold losses at α ≡ 1, their graded trim, and the out-of-fold losses of heads refitted at that trim.
+ */
+function handMadeLosses() {
+  byHand ??= (async () => {
+    const data = trimProblem(), { lambda, folds, trimFractions: fractions } = trimOptions;
+    const ones = new Float32Array(data.train.labels.length).fill(1);
+    const first = await lossesWithoutOwnFold(data.train, ones, { folds, seed: 0, lambda });
+    const graded = gradedTrimAlpha(first, data.train.labels, fractions);
+    const expected = await lossesWithoutOwnFold(data.train, graded, { folds, seed: 0, lambda });
+    tf.dispose([data.train.features, data.val.features, data.test.features]);
+    return { first, graded, expected };
+  })();
+  return byHand;
+}
+
 Deno.test("refinedTrimLosses(): each point's loss under its fold's head refitted at the graded trim's α, by hand", async () => {
   const data = trimProblem(), { lambda, numClasses, folds, trimFractions: fractions } = trimOptions;
-  const n = data.train.labels.length, ones = new Float32Array(n).fill(1);
+  const { first, graded, expected } = await handMadeLosses();
   const before = tf.memory().numTensors;
-  const first = await lossesWithoutOwnFold(data.train, ones, { folds, seed: 0, lambda });
-  const graded = gradedTrimAlpha(first, data.train.labels, fractions);
-  const expected = await lossesWithoutOwnFold(data.train, graded, { folds, seed: 0, lambda });
   const refined = await refinedTrimLosses(data.train, first, fractions, [0], {
     lambda,
     numClasses,
@@ -48,8 +64,8 @@ Deno.test("refinedTrimLosses(): each point's loss under its fold's head refitted
 Deno.test("carrotReweight(): refinedTrim ranks the trims, graded one included, by the refined out-of-fold losses", async () => {
   const data = trimProblem(),
     options = trimOptions,
-    { lambda, numClasses, folds, trimFractions: fractions } = options;
-  const n = data.train.labels.length;
+    { lambda, numClasses, trimFractions: fractions } = options;
+  const { first, expected } = await handMadeLosses();
   const before = tf.memory().numTensors;
   const run = await carrotReweight(data.train, data.val, { ...options, refinedTrim: true });
   const labels = run.selection.rows.map((r) => r.label);
@@ -60,20 +76,6 @@ Deno.test("carrotReweight(): refinedTrim ranks the trims, graded one included, b
     "trim 30% by out-of-fold loss of heads fitted at the first graded trim",
   );
   // trimLosses are the refined losses of the first ranking (the paths' fold assignment, seed 0) ...
-  const first = await lossesWithoutOwnFold(data.train, new Float32Array(n).fill(1), {
-    folds,
-    seed: 0,
-    lambda,
-  });
-  const expected = await lossesWithoutOwnFold(
-    data.train,
-    gradedTrimAlpha(first, data.train.labels, fractions),
-    {
-      folds,
-      seed: 0,
-      lambda,
-    },
-  );
   assertLossesClose(run.trimLosses!, expected, "trimLosses");
   // ... and each candidate, scored alone, gets its row's calibrated val loss
   const trims = fractions.map((q) =>
