@@ -297,9 +297,11 @@ export {
   type CrossFitResult,
   crossFitReweight,
   type CrossFitStep,
+  type FoldHeadOptions,
   type HeldOutWeighting,
   outOfFoldLosses,
   stratifiedFolds,
+  visitFoldHeads,
 } from "./lib/carrot/crossfit.ts";
 export {
   CandidateScorer,
@@ -320,6 +322,7 @@ export {
   defaultBootstrapAverage,
   defaultCarrotGammas,
   defaultCarrotPaths,
+  defaultGradedIncumbent,
   defaultGradedTrim,
   defaultHeldOutWeightings,
   defaultInSampleTrim,
@@ -332,6 +335,17 @@ export {
 } from "./lib/carrot/carrot.ts";
 export { gradedTrimAlpha, lossTrimAlpha, type TrimOptions } from "./lib/carrot/trim.ts";
 export { refinedTrimLosses } from "./lib/carrot/refined_trim.ts";
+export {
+  type NoiseRateEvidence,
+  noiseRateEvidence,
+  noiseRateFromErrors,
+} from "./lib/carrot/noise_evidence.ts";
+export {
+  type CalibratedHead,
+  gradedIncumbent,
+  type IncumbentReport,
+  noiseEvidenceZ,
+} from "./lib/carrot/incumbent.ts";
 export {
   bootstrapAverageCandidates,
   bootstrapSelectionWeights,

@@ -358,6 +358,23 @@ const refinedTrimCells = () => [
   ...unseenImageCells([11, 12, 13, 14], ["erm", "carrot", "carrot-refined-trims", "small-loss", "oracle"]),
 ];
 
+/**
+ * CARROT with the graded trim as its incumbent where the training data show label noise (`carrot-graded-incumbent`;
+ * added in session 20, rule fixed before it ran, failed, so opt-in; README): the same cells as `gradedTrimCells`, as
+ * `graded-incumbent/…` and `graded-incumbent-fresh/…`; and SynthBirds rendered by generator seeds 15–18, image data
+ * no design step had seen, with the default's rows too.
+ */
+const gradedIncumbentCells = () => [
+  ...variantCells(
+    "graded-incumbent",
+    ["erm", "carrot-graded-incumbent"],
+    undefined,
+    /^(synthetic|cub-sized)\//,
+  ),
+  ...freshSeedCells("graded-incumbent-fresh", ["erm", "carrot-graded-incumbent"]),
+  ...unseenImageCells([15, 16, 17, 18], ["erm", "carrot", "carrot-graded-incumbent", "small-loss", "oracle"]),
+];
+
 /** SynthBirds rendered by each of `generatorSeeds` (`unseen-images/synthbirds-generator-seed=…`), rows `methods`. */
 function unseenImageCells(generatorSeeds: readonly number[], methods: readonly ExperimentMethod[]): Cell[] {
   return generatorSeeds.map((generatorSeed) => {
@@ -600,6 +617,7 @@ const allCells = () => [
   ...inSampleTrimCells(),
   ...bootstrapAverageCells(),
   ...refinedTrimCells(),
+  ...gradedIncumbentCells(),
 ];
 
 /** The data of the grid's cell `id` (and how to release what it loaded), for other benches on the same cells. */

@@ -92,6 +92,10 @@ const schema = z.object({
     "carrot: rank the trims by the out-of-fold losses of fold heads refitted at the first graded trim's α " +
       "(cleaner judges; default off: measured in session 19 and failed its rule, README)",
   ),
+  gradedIncumbent: z.boolean().optional().describe(
+    "carrot: where the fold heads' errors show label noise (q̂ > 2 s.e.), make the graded trim the incumbent " +
+      "the selection must beat, with ERM's veto (default off: measured in session 20 and failed its rule, README)",
+  ),
   averageTop: z.coerce.number().int().min(1).optional().describe(
     "carrot: refit at the mean α of the k candidates with the lowest calibrated val loss instead of the best " +
       "alone, kept only if it beats ERM by z s.e. (default 3; 1: the best alone)",

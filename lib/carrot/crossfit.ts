@@ -200,6 +200,49 @@ async function pointLosses(fit: HeadFit, data: LabeledFeatures): Promise<Float32
   return values;
 }
 
+/** Options of `visitFoldHeads` and `outOfFoldLosses`. */
+export type FoldHeadOptions = Pick<CrossFitOptions, "lambda" | "numClasses" | "folds" | "init" | "tol"> & {
+  /** Training weights of every fold head `[n]` (default α ≡ 1). */
+  alpha?: Float32Array;
+};
+
+/**
+ * Fits, for each stratified fold assignment of `seeds` and each fold k of it, the head W*_{−k}(α) on every fold but k
+ * and hands it to `visit` with the indices of its held-out points and their rows; each head is freed after its
+ * visit. The building block of the out-of-fold scores (`outOfFoldLosses`, `noiseRateEvidence`).
+ */
+export async function visitFoldHeads(
+  train: LabeledFeatures,
+  seeds: readonly number[],
+  options: FoldHeadOptions,
+  visit: (fit: HeadFit, heldOut: Int32Array, rows: LabeledFeatures) => Promise<void>,
+): Promise<void> {
+  if (seeds.length === 0) {
+    throw new RangeError("visitFoldHeads: seeds is empty; give at least one fold assignment");
+  }
+  const numClasses = options.numClasses ?? inferNumClasses(train.labels), count = options.folds ?? 5;
+  const n = train.labels.length, alpha = options.alpha ?? new Float32Array(n).fill(1);
+  if (alpha.length !== n) {
+    throw new RangeError(`visitFoldHeads: alpha has ${alpha.length} entries for ${n} training points`);
+  }
+  for (const seed of seeds) {
+    const splits = foldSplits(train, stratifiedFolds(train.labels, count, seed), count);
+    try {
+      const fits = await refitFolds(splits, alpha, splits.parts.map(() => options.init), {
+        ...options,
+        numClasses,
+      });
+      try {
+        for (const [k, part] of splits.parts.entries()) await visit(fits[k], part.heldOut, part.test);
+      } finally {
+        fits.forEach(disposeHead);
+      }
+    } finally {
+      splits.dispose();
+    }
+  }
+}
+
 /**
  * Out-of-fold losses at α (default α ≡ 1), averaged over the stratified fold assignments of `seeds` (repeated
  * cross-fitting):
@@ -213,39 +256,21 @@ async function pointLosses(fit: HeadFit, data: LabeledFeatures): Promise<Float32
 export async function outOfFoldLosses(
   train: LabeledFeatures,
   seeds: readonly number[],
-  options: Pick<CrossFitOptions, "lambda" | "numClasses" | "folds" | "init" | "tol"> & {
-    alpha?: Float32Array;
-  },
+  options: FoldHeadOptions,
 ): Promise<Float32Array> {
   if (seeds.length === 0) {
     throw new RangeError("outOfFoldLosses: seeds is empty; give at least one fold assignment");
   }
-  const numClasses = options.numClasses ?? inferNumClasses(train.labels), count = options.folds ?? 5;
-  const n = train.labels.length,
-    sum = new Float64Array(n),
-    alpha = options.alpha ?? new Float32Array(n).fill(1);
-  if (alpha.length !== n) {
-    throw new RangeError(`outOfFoldLosses: alpha has ${alpha.length} entries for ${n} training points`);
+  const n = train.labels.length, sum = new Float64Array(n);
+  if (options.alpha && options.alpha.length !== n) {
+    throw new RangeError(
+      `outOfFoldLosses: alpha has ${options.alpha.length} entries for ${n} training points`,
+    );
   }
-  for (const seed of seeds) {
-    const splits = foldSplits(train, stratifiedFolds(train.labels, count, seed), count);
-    try {
-      const fits = await refitFolds(splits, alpha, splits.parts.map(() => options.init), {
-        ...options,
-        numClasses,
-      });
-      try {
-        for (const [k, part] of splits.parts.entries()) {
-          const losses = await pointLosses(fits[k], part.test);
-          part.heldOut.forEach((i, q) => sum[i] += losses[q]);
-        }
-      } finally {
-        fits.forEach(disposeHead);
-      }
-    } finally {
-      splits.dispose();
-    }
-  }
+  await visitFoldHeads(train, seeds, options, async (fit, heldOut, rows) => {
+    const losses = await pointLosses(fit, rows);
+    heldOut.forEach((i, q) => sum[i] += losses[q]);
+  });
   return Float32Array.from(sum, (total) => total / seeds.length);
 }
 

@@ -22,6 +22,9 @@
  *   carrot-refined-trims    CARROT with the trims ranked by refined out-of-fold losses (`refinedTrim: true`, fold
  *                           heads refitted at the first graded trim): measured in session 19 against a rule it
  *                           failed (README), so not the default (opt-in);
+ *   carrot-graded-incumbent CARROT with the graded trim as the selection's incumbent where the fold heads' errors
+ *                           show label noise (`gradedIncumbent: true`, `incumbent.ts`): measured in session 20
+ *                           against a rule it failed (README), so not the default (opt-in);
  *   carrot-selection        CARROT without the challenger (`validationPath: false`): its selection alone, the
  *                           default before the guard on B's size (opt-in);
  *   carrot-rro-split        CARROT with the challenger at any size of B (`validationPathMinPerClass` 0): as it was
@@ -79,6 +82,7 @@ export type ExperimentMethod =
   | "carrot-in-sample-trims"
   | "carrot-bootstrap"
   | "carrot-refined-trims"
+  | "carrot-graded-incumbent"
   | "carrot-selection"
   | "carrot-rro-split"
   | "rro"
@@ -102,6 +106,7 @@ export const experimentMethods: readonly ExperimentMethod[] = [
   "carrot-in-sample-trims",
   "carrot-bootstrap",
   "carrot-refined-trims",
+  "carrot-graded-incumbent",
   "carrot-selection",
   "carrot-rro-split",
   "rro",
@@ -129,6 +134,7 @@ const optInMethods: readonly ExperimentMethod[] = [
   "carrot-in-sample-trims",
   "carrot-bootstrap",
   "carrot-refined-trims",
+  "carrot-graded-incumbent",
   "rro-split",
   "carrot-selection",
   "carrot-rro-split",
@@ -318,6 +324,7 @@ export async function runExperiment(options: ExperimentOptions): Promise<Experim
             ...(method === "carrot-in-sample-trims" ? { inSampleTrim: true } : {}),
             ...(method === "carrot-bootstrap" ? { bootstrapAverage: bootstrapAverageReplicates } : {}),
             ...(method === "carrot-refined-trims" ? { refinedTrim: true } : {}),
+            ...(method === "carrot-graded-incumbent" ? { gradedIncumbent: true } : {}),
             ...(method === "carrot-selection" ? { validationPath: false } : {}),
             ...(method === "carrot-rro-split" ? { validationPath: true, validationPathMinPerClass: 0 } : {}),
             ...options.carrot,

@@ -127,6 +127,8 @@ export interface TrainConfig {
   inSampleTrim?: boolean;
   /** CARROT: rank the trims by refined out-of-fold losses (default `defaultRefinedTrim`). */
   refinedTrim?: boolean;
+  /** CARROT: the graded trim as incumbent where the training data show noise (default `defaultGradedIncumbent`). */
+  gradedIncumbent?: boolean;
   /** CARROT: average the α of the k best candidates on val (default `defaultAverageTop`). */
   averageTop?: number;
   /** CARROT: resamples of the bootstrap-weighted mean of the candidates (default `defaultBootstrapAverage`, 0: off). */
@@ -399,6 +401,7 @@ async function reweightSeed(
       neighbourK: config.neighbourK,
       inSampleTrim: config.inSampleTrim,
       refinedTrim: config.refinedTrim,
+      gradedIncumbent: config.gradedIncumbent,
       averageTop: config.averageTop,
       bootstrapAverage: config.bootstrapAverage,
       validationPath: config.validationPath,

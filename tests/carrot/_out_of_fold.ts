@@ -3,17 +3,20 @@ import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
 import { stratifiedFolds } from "../../lib/carrot/crossfit.ts";
 import type { LabeledFeatures } from "../../lib/carrot/labeled_features.ts";
-import { disposeHead, fitHead, headLogits } from "../../lib/carrot/head.ts";
+import { disposeHead, fitHead, type HeadFit, headLogits } from "../../lib/carrot/head.ts";
 import { selectRows } from "../../lib/split.ts";
 
-/** Each point's loss under the head fitted (at `alpha`) on every fold of assignment `seed` but its own, by hand. */
-export async function lossesWithoutOwnFold(
+/**
+ * For each fold k of assignment `seed`, by hand: the head fitted (at `alpha`) on every fold but k, handed to `visit`
+ * with the indices of fold k and their rows (freed afterwards).
+ */
+export async function withFoldHeadsByHand(
   train: LabeledFeatures,
   alpha: Float32Array,
   options: { folds: number; seed: number; lambda: number },
-): Promise<Float64Array> {
+  visit: (fit: HeadFit, heldOut: Int32Array, test: LabeledFeatures) => Promise<void>,
+): Promise<void> {
   const assignment = stratifiedFolds(train.labels, options.folds, options.seed);
-  const losses = new Float64Array(train.labels.length);
   for (let k = 0; k < options.folds; k++) {
     const inside = Int32Array.from(train.labels.keys()).filter((i) => assignment[i] !== k);
     const heldOut = Int32Array.from(train.labels.keys()).filter((i) => assignment[i] === k);
@@ -24,12 +27,25 @@ export async function lossesWithoutOwnFold(
       alpha: Float32Array.from(inside, (i) => alpha[i]),
       tol: 1e-7,
     });
+    await visit(fit, heldOut, test);
+    tf.dispose([part.features, test.features]);
+    disposeHead(fit);
+  }
+}
+
+/** Each point's loss under the head fitted (at `alpha`) on every fold of assignment `seed` but its own, by hand. */
+export async function lossesWithoutOwnFold(
+  train: LabeledFeatures,
+  alpha: Float32Array,
+  options: { folds: number; seed: number; lambda: number },
+): Promise<Float64Array> {
+  const losses = new Float64Array(train.labels.length);
+  await withFoldHeadsByHand(train, alpha, options, async (fit, heldOut, test) => {
     const logProbabilities = tf.tidy(() => tf.logSoftmax(headLogits(fit, test.features)));
     const values = await logProbabilities.array();
     heldOut.forEach((i, q) => losses[i] = -values[q][train.labels[i]]);
-    tf.dispose([logProbabilities, part.features, test.features]);
-    disposeHead(fit);
-  }
+    logProbabilities.dispose();
+  });
   return losses;
 }
 

@@ -19,6 +19,20 @@ export const trimProblem = () =>
   });
 
 /**
+ * The problem of the noise-evidence gate's tests at within-group noise `rate`: 10 classes in 2 groups, d = 16, 60
+ * training and 30 validation images per class (the gate closes at 0 and opens at 0.4 with a margin of 2 s.e.).
+ */
+export const gateProblem = (rate: number) =>
+  makeFineGrainedFeatures({
+    numClasses: 10,
+    groups: 2,
+    dim: 16,
+    perClass: { train: 60, val: 30, test: 10 },
+    labelNoise: { rate },
+    seed: 3,
+  });
+
+/**
  * `carrotReweight` options of the trim tests: λ 0.5, no outer steps (candidates: ERM and the trims at 10% and 30%
  * with their graded mean), no veto, challenger or averaging, and neither extra detector (each test turns its own on).
  */
