@@ -576,7 +576,7 @@ export async function carrotReweight(
       [chosen, incumbent] = [decided.chosen, decided.report];
       selection = {
         ...averaged,
-        ...(incumbent.used ? { chosen: gradedIndex, fallback: false } : {}),
+        ...(incumbent.used ? { chosen: gradedIndex, fallback: false, temperature: chosen.temperature } : {}),
         reason: `${averaged.reason}; ${incumbent.reason}`,
       };
     }

@@ -258,15 +258,7 @@ export async function outOfFoldLosses(
   seeds: readonly number[],
   options: FoldHeadOptions,
 ): Promise<Float32Array> {
-  if (seeds.length === 0) {
-    throw new RangeError("outOfFoldLosses: seeds is empty; give at least one fold assignment");
-  }
-  const n = train.labels.length, sum = new Float64Array(n);
-  if (options.alpha && options.alpha.length !== n) {
-    throw new RangeError(
-      `outOfFoldLosses: alpha has ${options.alpha.length} entries for ${n} training points`,
-    );
-  }
+  const sum = new Float64Array(train.labels.length); // visitFoldHeads refuses empty seeds and a wrong-length α
   await visitFoldHeads(train, seeds, options, async (fit, heldOut, rows) => {
     const losses = await pointLosses(fit, rows);
     heldOut.forEach((i, q) => sum[i] += losses[q]);

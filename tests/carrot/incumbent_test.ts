@@ -127,6 +127,7 @@ Deno.test("carrotReweight(): gradedIncumbent changes nothing on clean labels and
     assert.equal(run.selection.chosen, gradedRow);
     assert.equal(carrotOutcome(run).chosen.weighting, "graded-trim");
     assert.equal(run.selection.fallback, false);
+    assert.equal(run.selection.temperature, run.temperature, "the selection reports the graded trim's T");
   } else assert.notEqual(run.selection.chosen, gradedRow);
   assert.ok(run.selection.reason.endsWith(report.reason), "the decision is in the selection's reason");
   disposeHead(run.fit);
