@@ -138,7 +138,8 @@ export interface CarrotOptions extends
    * Make the graded trim the selection's incumbent where the fold heads' errors show label noise (q̂ > 2 s.e.,
    * `noise_evidence.ts`): the selection's head must then beat the graded trim, not ERM, by z standard errors, and
    * ERM replaces the graded trim only if it beats it so (`incumbent.ts`; default `defaultGradedIncumbent`: false,
-   * opt-in after failing its rule). Needs `gradedTrim`; one more set of F fold fits at α ≡ 1.
+   * opt-in after failing its rule). Needs `gradedTrim`, ≥ 2 `trimFractions` and a path (else `RangeError`); one
+   * more set of F fold fits at α ≡ 1.
    */
   gradedIncumbent?: boolean;
   /** Standard errors the selected gain must exceed to replace ERM (default 1). */
@@ -444,6 +445,15 @@ export async function carrotReweight(
   const neighbourK = options.neighbourK ?? defaultNeighbourK;
   if (!(Number.isInteger(neighbourK) && neighbourK >= 0)) {
     throw new RangeError(`carrotReweight: neighbourK must be an integer ≥ 0, got ${neighbourK}`);
+  }
+  const offersGraded = (options.gradedTrim ?? defaultGradedTrim) &&
+    (options.trimFractions ?? defaultTrimFractions).length >= 2 &&
+    (options.paths ?? defaultCarrotPaths).length > 0;
+  if (options.gradedIncumbent && !offersGraded) {
+    throw new RangeError(
+      "carrotReweight: gradedIncumbent needs the graded trim as a candidate: keep gradedTrim on, ≥ 2 trimFractions " +
+        "and at least one path (whose step 0 holds the out-of-fold losses the trims rank by)",
+    );
   }
   const minPerClass = options.validationPathMinPerClass ?? defaultValidationPathMinPerClass;
   if (!(minPerClass >= 0 && Number.isFinite(minPerClass))) {

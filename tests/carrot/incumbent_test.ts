@@ -101,7 +101,7 @@ Deno.test("gradedIncumbent(): gate, ERM's veto, fallback and the selection's hea
   tf.dispose([data.train.features, data.val.features, data.test.features]);
 });
 
-Deno.test("carrotReweight(): gradedIncumbent changes nothing on clean labels and reports its decision at noise 0.4", async () => {
+Deno.test("carrotReweight(): gradedIncumbent changes nothing on clean labels, needs the graded trim, reports its decision at noise 0.4", async () => {
   const options = {
     numClasses: 10,
     folds: 3,
@@ -117,6 +117,13 @@ Deno.test("carrotReweight(): gradedIncumbent changes nothing on clean labels and
   assert.deepEqual(carrotOutcome(on).chosen, carrotOutcome(off).chosen);
   assert.equal(off.incumbent, undefined);
   [on, off].forEach((r) => disposeHead(r.fit));
+  for (const without of [{ gradedTrim: false }, { trimFractions: [0.2] }, { paths: [] }]) {
+    await assert.rejects(
+      carrotReweight(clean.train, clean.val, { ...options, ...without, gradedIncumbent: true }),
+      /gradedIncumbent needs the graded trim/,
+      JSON.stringify(without),
+    );
+  }
   tf.dispose([clean.train.features, clean.val.features, clean.test.features]);
   const noisy = gateProblem(0.4);
   const run = await carrotReweight(noisy.train, noisy.val, { ...options, gradedIncumbent: true });
