@@ -227,6 +227,8 @@ export interface SeedResult {
     reason: string;
     /** The split-validation RRO's step and the arbitration on half of val (absent with `--validationPath false`). */
     validationPath?: CarrotResult["validationPath"];
+    /** With `--gradedIncumbent`: the noise evidence q̂ ± s.e. and the incumbent rule's decision. */
+    incumbent?: CarrotResult["incumbent"];
     rho: number;
     stepSize: number;
     folds: number;
@@ -453,6 +455,7 @@ async function reweightSeed(
       standardError: selection.standardError,
       reason,
       validationPath: run.validationPath,
+      incumbent: run.incumbent,
       rho,
       stepSize,
       folds: config.folds,

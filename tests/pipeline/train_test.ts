@@ -167,6 +167,7 @@ Deno.test("runTraining(): validation-coverage and λ-grid warnings are logged on
       lambdaGrid: [1e4, 1e5, 1e6], // a grid with λ tuned at an end (the largest, on these features)
       outerSteps: 1,
       validationPath: true, // and the split-validation RRO challenges the selection on half of val
+      gradedIncumbent: true, // and the incumbent rule reports its noise evidence
       faithfulnessMethods: ["random"],
       faithfulnessSample: 2,
       faithfulnessKs: [1],
@@ -189,6 +190,10 @@ Deno.test("runTraining(): validation-coverage and λ-grid warnings are logged on
       assert.equal(typeof path.used, "boolean");
       assert.match(path.reason, /^split-validation RRO /);
       assert.ok(seed.selection.reason.endsWith(path.reason), seed.selection.reason);
+      const { incumbent } = seed.selection; // so are the noise evidence and the incumbent rule's decision
+      assert.ok(Number.isFinite(incumbent.rate) && incumbent.trainError >= 0 && incumbent.valError >= 0);
+      assert.equal(typeof incumbent.used, "boolean");
+      assert.ok(seed.selection.reason.includes(incumbent.reason), seed.selection.reason);
     }
     // no backbone ran: metrics.json and the report name the feature files and their SHA-256, not a model
     const sha256 = (path: string) => createHash("sha256").update(readFileSync(path)).digest("hex");
