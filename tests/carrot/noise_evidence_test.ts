@@ -3,8 +3,7 @@ import assert from "node:assert/strict";
 import { selectBackend } from "../../lib/backend.ts";
 import { noiseRateEvidence, noiseRateFromErrors } from "../../lib/carrot/noise_evidence.ts";
 import { noiseEvidenceZ } from "../../lib/carrot/incumbent.ts";
-import type { HeadFit } from "../../lib/carrot/head.ts";
-import { headLogits } from "../../lib/carrot/head.ts";
+import { type HeadFit, headLogits } from "../../lib/carrot/head.ts";
 import type { LabeledFeatures } from "../../lib/carrot/labeled_features.ts";
 import { assertClose } from "../_assert.ts";
 import { gateProblem, trimProblem } from "./_trim_candidates.ts";
@@ -28,9 +27,9 @@ Deno.test("noiseRateFromErrors(): q̂ = (e_tr − e_val)/(1 − e_val) and its s
 
 /** How many rows of `data` the head's argmax gets wrong, by hand. */
 async function wrongByHand(fit: HeadFit, data: LabeledFeatures): Promise<number> {
-  const logits = tf.tidy(() => headLogits(fit, data.features).argMax(1));
-  const predicted = await logits.data();
-  logits.dispose();
+  const argmax = tf.tidy(() => headLogits(fit, data.features).argMax(1));
+  const predicted = await argmax.data();
+  argmax.dispose();
   return data.labels.filter((y, j) => predicted[j] !== y).length;
 }
 
