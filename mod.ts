@@ -420,6 +420,7 @@ export {
   rankSuspects,
   type SuspectOptions,
   type SuspectRanking,
+  suspectRankings,
   truthGroup,
 } from "./lib/carrot/debug.ts";
 export {

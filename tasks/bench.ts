@@ -1,8 +1,9 @@
 /**
  * `deno task bench [suite…]`: CARROT's benchmarks. Suites: head, influence, influence-direct, agreement,
- * backbone, experiment, debugging, reweight, consistency (why the consistency term hurt), robustness and
- * selection-evidence (default: all but those two, which take about an hour and half an hour; `--only` picks their
- * cells, and `--shard`, `--rerun` and `--fresh` steer robustness). Each
+ * backbone, experiment, debugging, detection (mislabel detection on image sets), reweight, consistency (why the
+ * consistency term hurt), robustness and selection-evidence (default: all but detection, robustness and
+ * selection-evidence, which materialise image sets or take about an hour and half an hour; `--only` picks the
+ * last two's cells, and `--shard`, `--rerun` and `--fresh` steer robustness). Each
  * prints throughput and the ratio to the reference figures in `../shared/REFERENCE.md`; rerun those baselines
  * side by side when comparing, since this machine type drifts 2–3× (REFERENCE.md).
  */
@@ -20,6 +21,7 @@ import { benchRobustness } from "../bench/robustness.ts";
 import { type ExperimentMethod, experimentMethods } from "../lib/carrot/experiment.ts";
 import { benchConsistency } from "../bench/consistency.ts";
 import { benchSelectionEvidence } from "../bench/selection_evidence.ts";
+import { benchDetection } from "../bench/detection.ts";
 
 interface SuiteOptions {
   dump?: string;
@@ -37,6 +39,7 @@ const suites: Record<string, (options: SuiteOptions) => Promise<void>> = {
   backbone: benchBackbone,
   experiment: benchExperiment,
   debugging: benchDebugging,
+  detection: benchDetection,
   reweight: benchReweight,
   consistency: benchConsistency,
   robustness: async (options) => {
@@ -44,7 +47,7 @@ const suites: Record<string, (options: SuiteOptions) => Promise<void>> = {
   },
   "selection-evidence": benchSelectionEvidence,
 };
-const slow = new Set(["robustness", "selection-evidence"]);
+const slow = new Set(["robustness", "selection-evidence", "detection"]);
 
 const Options = z.object({
   backend: z.enum(["auto", "webgpu", "wasm", "cpu"]).default("auto").describe("tfjs backend"),
@@ -65,7 +68,7 @@ const Options = z.object({
 });
 const values = parseCommandLine(Options, Deno.args, {
   task: "bench",
-  summary: `Benchmarks; suites ${Object.keys(suites).join(", ")} (default: all but robustness).`,
+  summary: `Benchmarks; suites ${Object.keys(suites).join(", ")} (default: all but ${[...slow].join(", ")}).`,
   positionals: "suites",
 });
 await runTask("bench", async () => {

@@ -7,6 +7,10 @@
  *   representer     |β_{i,y_i}| = (α_i/λ)(1 − p_{i,y_i}) (Yeh et al. 2018): large when the head leans on i against
  *                   the rest of its class. With uniform α it orders points exactly as the training loss does;
  *   loss            ℓ_i = −log p_{i,y_i}, the small-loss criterion of noisy-label learning (baseline);
+ *   out-of-fold-loss ℓ_i(W*_{−k(i)}): the loss of i under the head fitted (same λ and α) on every fold of a
+ *                   stratified F-fold split but i's own, CARROT's trimming detector (`outOfFoldLosses`). A head that
+ *                   never saw i cannot have memorised a wrong label; on the SynthBirds image sets it finds the
+ *                   mislabelled images far better than harmfulness does (`deno task bench debugging`);
  *   random          seeded uniform scores (baseline).
  * Metrics: AUROC (Mann–Whitney, ties counted one half), precision@k, and the fraction of corrupted points found
  * when inspecting the top 5 / 10 / 20% of the ranking. `alphaByTruth` scores a reweighting the same way: the mean
@@ -16,13 +20,30 @@ import * as tf from "@tensorflow/tfjs";
 import type { LabeledFeatures } from "./labeled_features.ts";
 import { disposeHead, fitHead, type HeadFit, headProbabilities } from "./head.ts";
 import { selfInfluence, validationAlphaGradient } from "./influence.ts";
+import { outOfFoldLosses } from "./crossfit.ts";
 import { evaluateHead, type Metrics } from "./metrics.ts";
 import { Random } from "../random.ts";
 import { rank } from "../stats.ts";
 import { readValues } from "./_reads.ts";
 
 /** The suspect rankings. */
-export type SuspectRanking = "harmfulness" | "self-influence" | "representer" | "loss" | "random";
+export type SuspectRanking =
+  | "harmfulness"
+  | "self-influence"
+  | "representer"
+  | "loss"
+  | "out-of-fold-loss"
+  | "random";
+
+/** Every suspect ranking, in the order `rankSuspects` computes them by default. */
+export const suspectRankings: readonly SuspectRanking[] = [
+  "harmfulness",
+  "self-influence",
+  "representer",
+  "loss",
+  "out-of-fold-loss",
+  "random",
+];
 
 /** Options of `rankSuspects`. */
 export interface SuspectOptions {
@@ -30,8 +51,10 @@ export interface SuspectOptions {
   rankings?: readonly SuspectRanking[];
   /** Inverse used by self-influence (default "ekfac"; "exact" runs block CG over all n points). */
   selfInfluence?: "ekfac" | "exact";
-  /** Seed of the random ranking (default 0). */
+  /** Seed of the random ranking and of the out-of-fold ranking's fold assignment (default 0). */
   seed?: number;
+  /** Folds F of the out-of-fold ranking (default 5). */
+  folds?: number;
   /** Progress of the self-influence ranking, the slow one: (points done, n). */
   onProgress?: (done: number, total: number) => void;
 }
@@ -51,21 +74,41 @@ export async function rankSuspects(
   });
   const pOwn = (await readValues(own)) as Float32Array;
   own.dispose();
-  for (
-    const ranking of options.rankings ?? ["harmfulness", "self-influence", "representer", "loss", "random"]
-  ) {
-    if (ranking === "harmfulness") out[ranking] = (await validationAlphaGradient(fit, train, val)).gradient;
-    else if (ranking === "representer") {
-      out[ranking] = pOwn.map((p, i) => fit.alpha[i] * (1 - p) / fit.lambda);
-    } else if (ranking === "loss") out[ranking] = pOwn.map((p) => -Math.log(Math.max(p, 1e-30)));
-    else if (ranking === "random") {
-      const rng = new Random(options.seed ?? 0);
-      out[ranking] = Float32Array.from({ length: n }, () => rng.uniform());
-    } else {
-      out[ranking] = await selfInfluence(fit, train, train, {
-        method: options.selfInfluence ?? "ekfac",
-        onProgress: options.onProgress,
-      });
+  for (const ranking of options.rankings ?? suspectRankings) {
+    switch (ranking) {
+      case "harmfulness":
+        out[ranking] = (await validationAlphaGradient(fit, train, val)).gradient;
+        break;
+      case "self-influence":
+        out[ranking] = await selfInfluence(fit, train, train, {
+          method: options.selfInfluence ?? "ekfac",
+          onProgress: options.onProgress,
+        });
+        break;
+      case "representer":
+        out[ranking] = pOwn.map((p, i) => fit.alpha[i] * (1 - p) / fit.lambda);
+        break;
+      case "loss":
+        out[ranking] = pOwn.map((p) => -Math.log(Math.max(p, 1e-30)));
+        break;
+      case "out-of-fold-loss":
+        out[ranking] = await outOfFoldLosses(train, [options.seed ?? 0], {
+          lambda: fit.lambda,
+          numClasses: fit.numClasses,
+          alpha: fit.alpha,
+          folds: options.folds,
+          init: fit.weights,
+        });
+        break;
+      case "random": {
+        const rng = new Random(options.seed ?? 0);
+        out[ranking] = Float32Array.from({ length: n }, () => rng.uniform());
+        break;
+      }
+      default:
+        throw new RangeError(
+          `rankSuspects: unknown ranking "${ranking}"; use one of ${suspectRankings.join(", ")}`,
+        );
     }
   }
   return out;

@@ -1,7 +1,13 @@
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
 import { selectBackend } from "../../lib/backend.ts";
-import { alphaByTruth, detectionMetrics, fixSuspects, rankSuspects } from "../../lib/carrot/debug.ts";
+import {
+  alphaByTruth,
+  detectionMetrics,
+  fixSuspects,
+  rankSuspects,
+  type SuspectRanking,
+} from "../../lib/carrot/debug.ts";
 import { faithfulness } from "../../lib/carrot/faithfulness.ts";
 import { appendSeedRows, experimentTable, runExperiment } from "../../lib/carrot/experiment.ts";
 import { disposeHead, fitHead } from "../../lib/carrot/head.ts";
@@ -10,6 +16,7 @@ import { makeFineGrainedFeatures } from "../../lib/data/synthetic_features.ts";
 import { tuneLambda } from "../../lib/carrot/lambda.ts";
 import { evaluateHead } from "../../lib/carrot/metrics.ts";
 import { assertClose } from "../_assert.ts";
+import { assertLossesClose, lossesWithoutOwnFold } from "./_out_of_fold.ts";
 
 await selectBackend("wasm", { threads: 1, quiet: true });
 
@@ -57,8 +64,9 @@ Deno.test("rankSuspects(): harmfulness finds mislabeled points; self-influence e
   const fit = await fitHead(data.train, { lambda: 2 });
   const exact = await rankSuspects(fit, data.train, data.val, { selfInfluence: "exact" });
   const auroc = (r: keyof typeof exact) => detectionMetrics(exact[r]!, data.train.mislabeled).auroc;
-  // measured 0.748 (harmfulness), 0.767 (self-influence), 0.798 (loss) on this problem
+  // measured 0.748 (harmfulness), 0.767 (self-influence), 0.798 (loss), 0.778 (out-of-fold loss) on this problem
   assert.ok(auroc("harmfulness") > 0.7, `harmfulness AUROC ${auroc("harmfulness")}`);
+  assert.ok(auroc("out-of-fold-loss") > 0.7, `out-of-fold-loss AUROC ${auroc("out-of-fold-loss")}`);
   assert.ok(auroc("self-influence") > 0.7, `self-influence AUROC ${auroc("self-influence")}`);
   assert.ok(Math.abs(auroc("random") - 0.5) < 0.2);
   // invariance: self-influence = −diag of testInfluence(train, train)
@@ -103,6 +111,37 @@ Deno.test("rankSuspects(): harmfulness finds mislabeled points; self-influence e
   assert.ok(Number.isFinite(fix.after.accuracy));
   disposeHead(fit);
   dispose(data);
+});
+
+Deno.test("rankSuspects(): out-of-fold-loss is each point's loss under the head fitted, at the fit's λ and α, without its fold", async () => {
+  const data = makeFineGrainedFeatures({
+    numClasses: 8,
+    groups: 2,
+    dim: 16,
+    perClass: { train: 15, val: 4, test: 2 },
+    labelNoise: { rate: 0.2 },
+    seed: 4,
+  });
+  const n = data.train.labels.length, lambda = 0.5;
+  const alpha = Float32Array.from({ length: n }, (_, i) => 0.5 + (i % 5) / 4); // α ∈ [0.5, 1.5], not uniform
+  const fit = await fitHead(data.train, { lambda, alpha, tol: 1e-7 });
+  const { "out-of-fold-loss": scores } = await rankSuspects(fit, data.train, data.val, {
+    rankings: ["out-of-fold-loss"],
+    folds: 4,
+    seed: 3,
+  });
+  const byHand = await lossesWithoutOwnFold(data.train, alpha, { folds: 4, seed: 3, lambda });
+  assertLossesClose(scores!, byHand, "out-of-fold loss");
+  // not the in-sample loss: the held-out heads predict the points worse on average
+  const inSample = (await rankSuspects(fit, data.train, data.val, { rankings: ["loss"] })).loss!;
+  const mean = (v: ArrayLike<number>) => Array.from(v).reduce((s, x) => s + x, 0) / v.length;
+  assert.ok(mean(scores!) > mean(inSample), `out-of-fold ${mean(scores!)} vs in-sample ${mean(inSample)}`);
+  await assert.rejects(
+    () => rankSuspects(fit, data.train, data.val, { rankings: ["oof" as SuspectRanking] }),
+    /unknown ranking "oof"; use one of harmfulness, self-influence, representer, loss, out-of-fold-loss, random/,
+  );
+  disposeHead(fit);
+  tf.dispose([data.train.features, data.val.features, data.test.features]);
 });
 
 Deno.test("faithfulness(): removing top supporters beats random removal; keeping every point keeps the prediction", async () => {
