@@ -17,6 +17,7 @@ import { tuneLambda } from "../../lib/carrot/lambda.ts";
 import { evaluateHead } from "../../lib/carrot/metrics.ts";
 import { assertClose } from "../_assert.ts";
 import { assertLossesClose, lossesWithoutOwnFold } from "./_out_of_fold.ts";
+import { trimProblem } from "./_trim_candidates.ts";
 
 await selectBackend("wasm", { threads: 1, quiet: true });
 
@@ -114,14 +115,7 @@ Deno.test("rankSuspects(): harmfulness finds mislabeled points; self-influence e
 });
 
 Deno.test("rankSuspects(): out-of-fold-loss is each point's loss under the head fitted, at the fit's λ and α, without its fold", async () => {
-  const data = makeFineGrainedFeatures({
-    numClasses: 8,
-    groups: 2,
-    dim: 16,
-    perClass: { train: 15, val: 4, test: 2 },
-    labelNoise: { rate: 0.2 },
-    seed: 4,
-  });
+  const data = trimProblem();
   const n = data.train.labels.length, lambda = 0.5;
   const alpha = Float32Array.from({ length: n }, (_, i) => 0.5 + (i % 5) / 4); // α ∈ [0.5, 1.5], not uniform
   const fit = await fitHead(data.train, { lambda, alpha, tol: 1e-7 });
@@ -141,7 +135,7 @@ Deno.test("rankSuspects(): out-of-fold-loss is each point's loss under the head 
     /unknown ranking "oof"; use one of harmfulness, self-influence, representer, loss, out-of-fold-loss, random/,
   );
   disposeHead(fit);
-  tf.dispose([data.train.features, data.val.features, data.test.features]);
+  dispose(data);
 });
 
 Deno.test("faithfulness(): removing top supporters beats random removal; keeping every point keeps the prediction", async () => {
