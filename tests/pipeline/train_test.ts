@@ -9,6 +9,7 @@ import { readSafetensors } from "../../lib/models/safetensors.ts";
 import { runTraining } from "../../lib/pipeline/train.ts";
 import { tinyFeatureFile, tinyTrainConfig } from "./_tiny.ts";
 import { setLogSink } from "../../lib/progress.ts";
+import { assertClose } from "../_assert.ts";
 
 await selectBackend("wasm", { threads: 1, quiet: true });
 
@@ -84,8 +85,25 @@ Deno.test("runTraining(): images → features → ERM/CARROT → explanations, f
     assert.deepEqual(head.tensors.get("carrot")!.shape, [4, 33]);
     const csv = readFileSync(join(config.runDir, "suspects.csv"), "utf8").trim().split("\n");
     assert.equal(csv.length, 1 + 64);
-    assert.match(csv[0], /^rank,row,id,path,label,harmfulness,/);
+    assert.match(
+      csv[0],
+      /^rank,row,id,path,label,harmfulness,self-influence,representer,loss,out-of-fold-loss,/,
+    );
+    assert.ok(
+      metrics.detection["out-of-fold-loss"].mislabeled.auroc >= 0 &&
+        metrics.detection["out-of-fold-loss"].mislabeled.auroc <= 1,
+    );
     const html = readFileSync(join(config.runDir, "report.html"), "utf8");
+    // the mislabel gallery shows the 24 highest out-of-fold losses of suspects.csv, highest first
+    const gallery = html.slice(html.indexOf("Likely mislabelled training images"));
+    const shown = [...gallery.matchAll(/ℓ<sub>oof<\/sub> ([-+.e\d]+)/g)].map((m) => Number(m[1]));
+    const column = csv[0].split(",").indexOf("out-of-fold-loss");
+    const expected = csv.slice(1).map((line) => Number(line.split(",")[column])).sort((a, b) => b - a).slice(
+      0,
+      24,
+    );
+    assert.equal(shown.length, 24);
+    shown.forEach((v, q) => assertClose(v, expected[q], { rtol: 1e-2, what: `gallery tile ${q}` }));
     assert.match(html, /window\.carrotPlotly/);
     assert.match(html, /CARROT's selection per seed/);
     for (
