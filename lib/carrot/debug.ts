@@ -10,7 +10,7 @@
  *   out-of-fold-loss ℓ_i(W*_{−k(i)}): the loss of i under the head fitted (same λ and α) on every fold of a
  *                   stratified F-fold split but i's own, CARROT's trimming detector (`outOfFoldLosses`). A head that
  *                   never saw i cannot have memorised a wrong label; on the SynthBirds image sets it finds the
- *                   mislabelled images far better than harmfulness does (`deno task bench debugging`);
+ *                   mislabelled images far better than harmfulness does (`deno task bench detection`);
  *   random          seeded uniform scores (baseline).
  * Metrics: AUROC (Mann–Whitney, ties counted one half), precision@k, and the fraction of corrupted points found
  * when inspecting the top 5 / 10 / 20% of the ranking. `alphaByTruth` scores a reweighting the same way: the mean
