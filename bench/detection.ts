@@ -18,6 +18,7 @@ import { tuneLambda } from "../lib/carrot/lambda.ts";
 import { evaluateHead } from "../lib/carrot/metrics.ts";
 import type { LabeledFeatures } from "../lib/carrot/labeled_features.ts";
 import { lossTrimAlpha } from "../lib/carrot/trim.ts";
+import { oracleAlpha } from "../lib/carrot/experiment.ts";
 import { meanStd } from "../lib/stats.ts";
 import { log } from "../lib/progress.ts";
 import { robustnessCellData } from "./robustness.ts";
@@ -67,12 +68,7 @@ export async function benchDetection(): Promise<void> {
     const { fit } = await tuneLambda(train, val);
     const mislabeled = train.mislabeled!, shortcut = train.shortcut!;
     const erm = 100 * (await evaluateHead(fit, test)).accuracy;
-    const oracle = await refitAccuracy(
-      fit,
-      train,
-      test,
-      Float32Array.from(mislabeled, (m, i) => (m || shortcut[i]) ? 0 : 1),
-    );
+    const oracle = await refitAccuracy(fit, train, test, oracleAlpha(train));
     oracleGain.push(oracle - erm);
     const scores = await rankSuspects(fit, train, val);
     const cellsText: string[] = [];

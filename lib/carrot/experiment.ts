@@ -257,7 +257,7 @@ async function smallLossAlpha(erm: HeadFit, train: LabeledFeatures): Promise<Flo
 }
 
 /** α of the oracle row: 0 on the points flagged mislabelled or shortcut, 1 elsewhere. */
-function oracleAlpha(train: ExperimentData["train"]): Float32Array {
+export function oracleAlpha(train: ExperimentData["train"]): Float32Array {
   const { mislabeled, shortcut } = train;
   if (!mislabeled && !shortcut) {
     throw new Error(
