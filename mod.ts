@@ -319,6 +319,7 @@ export {
   carrotPaths,
   type CarrotResult,
   carrotReweight,
+  defaultAverageVeto,
   defaultBootstrapAverage,
   defaultCarrotGammas,
   defaultCarrotPaths,

@@ -24,7 +24,9 @@
  * the γ = 10 cells (`consistencyDefaultCells`): CARROT with the consistency paths, likewise; and the k-NN cells
  * (`knnTrimCells`): CARROT with the k-NN trims, likewise, and on SynthBirds rendered by other generator seeds; and
  * the in-sample-trim cells (`inSampleTrimCells`): CARROT offering trims by the ERM head's in-sample losses too
- * (opt-in), likewise, and on SynthBirds rendered by four more generator seeds.
+ * (opt-in), likewise, and on SynthBirds rendered by four more generator seeds; and the strong-feature cells
+ * (`strongFeatureCells`, `strongCubSizedCells`): the default where ERM is near 90% on clean labels; and the
+ * average-veto cells (`averageVetoCells`): the best candidate's veto over the top-3 mean (opt-in).
  * Columns: test top-1 mean ± std, ECE before and after temperature scaling (T fitted on val per method), NLL after
  * T, CARROT − ERM (mean ± std of the per-seed difference) and how often CARROT's selection fell back to α = 1.
  *
@@ -376,6 +378,32 @@ const gradedIncumbentCells = () => [
 ];
 
 /**
+ * CARROT whose single best candidate may veto the top-3 mean (`carrot-average-veto`; session 22, rule fixed before
+ * it ran; README "The average veto"): the grid, the fresh seeds and the strong-feature cells as `average-veto/…`
+ * and `average-veto-fresh/…`, SynthBirds by generator seeds 19–22; and, unseen by any design step, the strong
+ * CUB-sized cell at noise 0.2 on seeds 3–5 (`out-of-grid/strong-features-fresh/…`), with the default beside it.
+ */
+const averageVetoCells = () => [
+  ...variantCells("average-veto", ["erm", "carrot-average-veto"], undefined, /^(synthetic|cub-sized)\//),
+  ...freshSeedCells("average-veto-fresh", ["erm", "carrot-average-veto"]),
+  ...[...strongFeatureCells(), ...strongCubSizedCells()].map((cell) => ({
+    ...cell,
+    id: `average-veto/${cell.id}`,
+    methods: ["erm", "carrot-average-veto"] as ExperimentMethod[],
+  })),
+  ...unseenImageCells([19, 20, 21, 22], ["erm", "carrot-average-veto"]).map((cell) => ({
+    ...cell,
+    id: `average-veto/${cell.id}`,
+  })),
+  {
+    ...strongCubSizedCells()[1],
+    id: "out-of-grid/strong-features-fresh/cub-sized/noise=0.2/val=5",
+    methods: ["erm", "carrot", "carrot-average-veto", "small-loss", "oracle"] as ExperimentMethod[],
+    seeds: [3, 4, 5],
+  },
+];
+
+/**
  * The default alone on SynthBirds rendered by generator seeds 19–22 (added in session 21, expectation fixed before
  * it ran; no method change measured on them): more image data no design step had seen.
  */
@@ -671,6 +699,7 @@ const allCells = () => [
   ...defaultUnseenCells(),
   ...strongFeatureCells(),
   ...strongCubSizedCells(),
+  ...averageVetoCells(),
 ];
 
 /** The data of the grid's cell `id` (and how to release what it loaded), for other benches on the same cells. */

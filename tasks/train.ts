@@ -96,6 +96,10 @@ const schema = z.object({
     "carrot: where the fold heads' errors show label noise (q̂ > 2 s.e.), make the graded trim the incumbent " +
       "the selection must beat, with ERM's veto (default off: measured in session 20 and failed its rule, README)",
   ),
+  averageVeto: z.boolean().optional().describe(
+    "carrot: the best candidate alone replaces the top-k mean when it beats it on val by z s.e. (default off; " +
+      'measured in session 22, README "The average veto")',
+  ),
   averageTop: z.coerce.number().int().min(1).optional().describe(
     "carrot: refit at the mean α of the k candidates with the lowest calibrated val loss instead of the best " +
       "alone, kept only if it beats ERM by z s.e. (default 3; 1: the best alone)",

@@ -23,7 +23,8 @@
  *      `refinedTrim` (opt-in) the trims rank instead by the out-of-fold losses of fold heads refitted at the graded
  *      trim's α, cleaner judges (`refined_trim.ts`). Each candidate is refitted on all of train, temperature-scaled
  *      on val and scored by its calibrated validation loss. With `averageTop` k ≥ 2 (default 3) the head is refitted at the mean α of the k best
- *      (`top_average.ts`), a hedge against near-ties that a few validation images cannot order; with k = 1 the best
+ *      (`top_average.ts`), a hedge against near-ties that a few validation images cannot order (with `averageVeto`,
+ *      opt-in, the best alone replaces that mean when it beats it on val by z standard errors); with k = 1 the best
  *      alone; with `bootstrapAverage` B ≥ 1 (opt-in) at the mean α weighted by how often each candidate is the
  *      lowest on B class-stratified resamples of val (`bootstrap_average.ts`). That head is kept only if its paired
  *      gain over ERM exceeds z standard errors; otherwise α ≡ 1 (fallback), reported with the numbers. With
@@ -150,6 +151,14 @@ export interface CarrotOptions extends
    * alone (default `defaultAverageTop`: 3).
    */
   averageTop?: number;
+  /**
+   * With the top-k mean (k ≥ 2): the single best candidate replaces the mean when neither fell back and its paired
+   * calibrated validation gain over the mean exceeds z standard errors — with a large val, averaging a hard trim with
+   * softer weightings can give back much of the trim (at a small λ a point kept at α = 1/3 is still nearly
+   * interpolated), which a few images per class cannot show but a thousand can (default `defaultAverageVeto`:
+   * false; session 22, README "The average veto").
+   */
+  averageVeto?: boolean;
   /**
    * B ≥ 1: instead of the top-k mean, the selection's head is the refit at the bootstrap-weighted mean α of all
    * candidates, each weighted by how often it is the lowest on B class-stratified resamples of val
@@ -302,6 +311,9 @@ export const defaultRefinedTrim = false;
  * cells, where ≥ 0 was asked. So it is opt-in.
  */
 export const defaultGradedIncumbent = false;
+
+/** Whether the single best candidate may veto the top-k mean by default (`CarrotOptions.averageVeto`). */
+export const defaultAverageVeto = false;
 
 /** Images per class that B must hold on average for the split-validation challenger to run (`CarrotOptions`). */
 export const defaultValidationPathMinPerClass = 5;
@@ -562,6 +574,7 @@ export async function carrotReweight(
     const ermTemperature = finished.rows[0].temperature; // candidate 0 is the ERM head, its T fitted on val
     const { fit, alpha, bootstrapWeights, ...averaged } = await withAverage(train, val, finished, scorer, {
       k: averageTop,
+      veto: options.averageVeto ?? defaultAverageVeto,
       bootstrap,
       seed,
       lambda: tuned.lambda,
@@ -662,7 +675,7 @@ async function withAverage(
   val: LabeledFeatures,
   finished: SelectionResult,
   scored: Pick<CandidateScorer, "candidates" | "pointLosses">,
-  options: SelectionOptions & { k: number; bootstrap: number; seed: number },
+  options: SelectionOptions & { k: number; veto: boolean; bootstrap: number; seed: number },
 ): Promise<SelectionResult & { alpha: Float32Array; bootstrapWeights?: Float64Array }> {
   const { candidates, pointLosses } = scored, { bootstrap, k } = options;
   const averaged: Promise<Averaged | undefined> | undefined = bootstrap > 0
@@ -682,17 +695,37 @@ async function withAverage(
     throw error;
   });
   if (!result) return { ...finished, alpha: candidates[finished.chosen].alpha };
-  disposeHead(finished.fit);
   const { selection, candidate } = result, rows = [...finished.rows, selection.rows[1]];
   const what = bootstrap > 0
     ? `bootstrap-weighted mean α of the candidates (${bootstrap} class-stratified resamples of val)`
     : `mean α of the ${k} candidates with the lowest calibrated validation loss`;
+  let verdict = "";
+  if (options.veto && bootstrap === 0 && !selection.fallback && !finished.fallback) {
+    const best = await pairedCalibratedGain(selection.fit, finished.fit, val).catch((error) => {
+      disposeHead(selection.fit);
+      disposeHead(finished.fit);
+      throw error;
+    });
+    const z = options.z ?? 1, vetoed = best.gain > z * best.standardError;
+    verdict = `the best candidate alone ${vetoed ? "beat" : "did not beat"} the mean by ` +
+      `${best.gain.toFixed(4)} ${vetoed ? ">" : "≤"} ${z} × s.e. ${best.standardError.toFixed(4)}`;
+    if (vetoed) {
+      disposeHead(selection.fit);
+      return {
+        ...finished,
+        rows,
+        reason: `${what} vetoed: ${verdict}; ${finished.reason}`,
+        alpha: candidates[finished.chosen].alpha,
+      };
+    }
+  }
+  disposeHead(finished.fit);
   return {
     ...selection,
     chosen: selection.fallback ? 0 : rows.length - 1,
     best: rows.length - 1,
     rows,
-    reason: `${what}: ${selection.reason}`,
+    reason: `${what}: ${selection.reason}${verdict ? `; ${verdict}` : ""}`,
     alpha: selection.fallback ? candidates[0].alpha : candidate.alpha,
     bootstrapWeights: result.weights,
   };

@@ -25,6 +25,8 @@
  *   carrot-graded-incumbent CARROT with the graded trim as the selection's incumbent where the fold heads' errors
  *                           show label noise (`gradedIncumbent: true`, `incumbent.ts`): measured in session 20
  *                           against a rule it failed (README), so not the default (opt-in);
+ *   carrot-average-veto     CARROT whose single best candidate replaces the top-3 mean when it beats it on val by
+ *                           one standard error (`averageVeto: true`): measured in session 22 (README; opt-in);
  *   carrot-selection        CARROT without the challenger (`validationPath: false`): its selection alone, the
  *                           default before the guard on B's size (opt-in);
  *   carrot-rro-split        CARROT with the challenger at any size of B (`validationPathMinPerClass` 0): as it was
@@ -83,6 +85,7 @@ export type ExperimentMethod =
   | "carrot-bootstrap"
   | "carrot-refined-trims"
   | "carrot-graded-incumbent"
+  | "carrot-average-veto"
   | "carrot-selection"
   | "carrot-rro-split"
   | "rro"
@@ -107,6 +110,7 @@ export const experimentMethods: readonly ExperimentMethod[] = [
   "carrot-bootstrap",
   "carrot-refined-trims",
   "carrot-graded-incumbent",
+  "carrot-average-veto",
   "carrot-selection",
   "carrot-rro-split",
   "rro",
@@ -135,6 +139,7 @@ const optInMethods: readonly ExperimentMethod[] = [
   "carrot-bootstrap",
   "carrot-refined-trims",
   "carrot-graded-incumbent",
+  "carrot-average-veto",
   "rro-split",
   "carrot-selection",
   "carrot-rro-split",
@@ -325,6 +330,7 @@ export async function runExperiment(options: ExperimentOptions): Promise<Experim
             ...(method === "carrot-bootstrap" ? { bootstrapAverage: bootstrapAverageReplicates } : {}),
             ...(method === "carrot-refined-trims" ? { refinedTrim: true } : {}),
             ...(method === "carrot-graded-incumbent" ? { gradedIncumbent: true } : {}),
+            ...(method === "carrot-average-veto" ? { averageVeto: true } : {}),
             ...(method === "carrot-selection" ? { validationPath: false } : {}),
             ...(method === "carrot-rro-split" ? { validationPath: true, validationPathMinPerClass: 0 } : {}),
             ...options.carrot,

@@ -131,6 +131,8 @@ export interface TrainConfig {
   gradedIncumbent?: boolean;
   /** CARROT: average the α of the k best candidates on val (default `defaultAverageTop`). */
   averageTop?: number;
+  /** CARROT: the best candidate alone may replace the top-k mean (default `defaultAverageVeto`). */
+  averageVeto?: boolean;
   /** CARROT: resamples of the bootstrap-weighted mean of the candidates (default `defaultBootstrapAverage`, 0: off). */
   bootstrapAverage?: number;
   /**
@@ -405,6 +407,7 @@ async function reweightSeed(
       refinedTrim: config.refinedTrim,
       gradedIncumbent: config.gradedIncumbent,
       averageTop: config.averageTop,
+      averageVeto: config.averageVeto,
       bootstrapAverage: config.bootstrapAverage,
       validationPath: config.validationPath,
       folds: config.folds,

@@ -309,6 +309,57 @@ Deno.test("carrotReweight(): averageTop k refits at the mean α of the k candida
   dispose(data);
 });
 
+Deno.test("carrotReweight(): averageVeto keeps the best candidate alone exactly when it beats the top-3 mean on val by z s.e.", async () => {
+  const before = tf.memory().numTensors;
+  const options = {
+    numClasses: 8,
+    folds: 3,
+    outerSteps: 2,
+    paths: [{ heldOutWeighting: "self" as const, gamma: 0 }],
+    trimFractions: [0.1, 0.2, 0.3],
+    neighbourK: 0,
+    inSampleTrim: false,
+    tol: 1e-8,
+    z: 0,
+    validationPath: false,
+  };
+  const verdicts: boolean[] = [];
+  // seed 7 at λ 0.5: the best candidate alone is lower on val than the mean; seed 1 at λ 0.05: it is not
+  for (const [seed, lambda] of [[7, 0.5], [1, 0.05]]) {
+    const data = small(seed, 0.4);
+    const run = { ...options, lambda };
+    const best = await carrotReweight(data.train, data.val, { ...run, averageTop: 1 });
+    const mean = await carrotReweight(data.train, data.val, { ...run, averageTop: 3 });
+    const vetoed = await carrotReweight(data.train, data.val, { ...run, averageTop: 3, averageVeto: true });
+    const n = best.selection.rows.length, meanRow = mean.selection.rows[n];
+    assert.equal(meanRow.label.weighting, "top-k mean");
+    assert.ok(
+      !best.selection.fallback && !mean.selection.fallback,
+      "both must beat ERM for the veto to apply",
+    );
+    // the paired gain of the best over the mean is the difference of their mean calibrated val losses (same images)
+    const gain = meanRow.valLoss - best.selection.rows[best.selection.chosen].valLoss;
+    const match = vetoed.selection.reason.match(
+      /the best candidate alone (beat|did not beat) the mean by (-?[\d.]+)/,
+    );
+    assert.ok(match, vetoed.selection.reason);
+    assertClose(Number(match[2]), gain, { atol: 1e-4, what: "the veto's paired gain" });
+    const used = gain > 0; // z = 0
+    verdicts.push(used);
+    assert.equal(match[1] === "beat", used);
+    assert.ok(
+      relMax(vetoed.alpha, used ? best.alpha : mean.alpha) < 1e-6,
+      "α in use is not the one the rule keeps",
+    );
+    assert.equal(vetoed.selection.chosen, used ? best.selection.chosen : n);
+    assert.deepEqual(vetoed.selection.rows, mean.selection.rows);
+    [best.fit, mean.fit, vetoed.fit].forEach(disposeHead);
+    dispose(data);
+  }
+  assert.deepEqual(verdicts, [true, false], "both branches of the rule must be exercised");
+  assert.equal(tf.memory().numTensors, before, "tensors leaked");
+});
+
 Deno.test("crossFitReweight(): resuming from step s at its α continues the same path", async () => {
   const data = small(4, 0.3);
   const options = { lambda: 1, numClasses: 8, folds: 3, heldOutWeighting: "self" as const, tol: 1e-7 };
