@@ -396,7 +396,7 @@ const averageVetoCells = () => [
     id: `average-veto/${cell.id}`,
   })),
   {
-    ...strongCubSizedCells()[1],
+    ...strongCubSizedCells().find((cell) => cell.noise === 0.2)!,
     id: "out-of-grid/strong-features-fresh/cub-sized/noise=0.2/val=5",
     methods: ["erm", "carrot", "carrot-average-veto", "small-loss", "oracle"] as ExperimentMethod[],
     seeds: [3, 4, 5],
