@@ -55,21 +55,25 @@ export async function tinyTrainConfig(
 
 /**
  * Writes `<name>.safetensors` feature files (a "features" [N, 8] F32 tensor around per-class means, "labels" [N]
- * I32) with `perClass[c]` rows of class c into `dir`, and returns the path.
+ * I32) with `perClass[c]` rows of class c into `dir`, and returns the path; with `flipped` > 0 every k-th row whose
+ * k = round(1 / flipped) is labelled as the next class (label noise).
  */
 export async function tinyFeatureFile(
   dir: string,
   name: string,
   perClass: number[],
   seed = 0,
+  flipped = 0,
 ): Promise<string> {
   const rng = new Random(seed), dim = 8;
   const mean = (c: number, j: number) => 3 * Math.sin(1 + 7 * c + 3 * j); // the same means in every file
-  const labels = Int32Array.from(perClass.flatMap((n, c) => Array<number>(n).fill(c)));
+  const classes = Int32Array.from(perClass.flatMap((n, c) => Array<number>(n).fill(c)));
   const values = Float32Array.from(
-    { length: labels.length * dim },
-    (_, q) => mean(labels[Math.floor(q / dim)], q % dim) + rng.normal(),
+    { length: classes.length * dim },
+    (_, q) => mean(classes[Math.floor(q / dim)], q % dim) + rng.normal(),
   );
+  const every = flipped > 0 ? Math.round(1 / flipped) : 0;
+  const labels = classes.map((c, i) => every > 0 && i % every === every - 1 ? (c + 1) % perClass.length : c);
   const path = join(dir, `${name}.safetensors`);
   await writeSafetensors(path, {
     features: { dtype: "F32", shape: [labels.length, dim], values },

@@ -253,3 +253,57 @@ Deno.test("runTraining(): validation-coverage and λ-grid warnings are logged on
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("runTraining(): --averageVeto reaches the selection, which reports its verdict per seed and acts on it", async () => {
+  const dir = await Deno.makeTempDir();
+  const previous = setLogSink(() => {});
+  try {
+    // 4 classes, every 4th training label moved to the next class; 240 clean validation images, so the top-3 mean
+    // is kept over ERM on both seeds and the veto's paired test has power (seed 0 vetoes, seed 1 does not)
+    const files = [
+      await tinyFeatureFile(dir, "train", [60, 60, 60, 60], 0, 0.25),
+      await tinyFeatureFile(dir, "val", [60, 60, 60, 60], 1),
+      await tinyFeatureFile(dir, "test", [5, 5, 5, 5], 2),
+    ];
+    const run = async (averageVeto: boolean) =>
+      await runTraining(
+        await tinyTrainConfig(dir, {
+          dataset: "features",
+          features: files,
+          valFraction: 0,
+          outerSteps: 1,
+          averageVeto,
+          validationPath: false,
+          faithfulnessMethods: ["random"],
+          faithfulnessSample: 2,
+          faithfulnessKs: [1],
+          runDir: join(dir, `run-${averageVeto}`),
+        }),
+      );
+    const plain = await run(false), vetoing = await run(true);
+    const metrics = JSON.parse(readFileSync(join(dir, "run-true", "metrics.json"), "utf8"));
+    assert.equal(metrics.config.averageVeto, true);
+    const verdicts = vetoing.perSeed.map((seed, s) => {
+      const mean = plain.perSeed[s].selection!, selection = seed.selection!;
+      assert.equal(mean.chosen.weighting, "top-k mean", mean.reason);
+      assert.ok(!/best candidate alone/.test(mean.reason), "no verdict without --averageVeto");
+      const verdict = selection.reason.match(/the best candidate alone (beat|did not beat) the mean by/)?.[1];
+      assert.ok(verdict, selection.reason);
+      if (verdict === "beat") { // the single best candidate's head replaces the mean's
+        assert.match(
+          selection.reason,
+          /^mean α of the 3 candidates with the lowest calibrated validation loss vetoed:/,
+        );
+        assert.notEqual(selection.chosen.weighting, "top-k mean");
+      } else { // the mean is kept: the same α, so the same test metrics
+        assert.deepEqual(selection.chosen, mean.chosen);
+        assert.deepEqual(seed.carrot, plain.perSeed[s].carrot);
+      }
+      return verdict;
+    });
+    assert.deepEqual(verdicts, ["beat", "did not beat"], "both branches on these features");
+  } finally {
+    setLogSink(previous);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
