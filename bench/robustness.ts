@@ -404,6 +404,24 @@ const averageVetoCells = () => [
 ];
 
 /**
+ * The average veto's replication (session 23, rule fixed before it ran; README "The average veto"): four strong
+ * CUB-sized cells no step had seen — noise 0.2 with 5 per class on seeds 6–8, noise 0.4 with 5 per class, and
+ * noise 0.2 with 3 and with 10 per class (seeds 0–2) — with the default, the veto, small-loss and the oracle.
+ */
+const averageVetoReplicationCells = () =>
+  ([[0.2, 5, [6, 7, 8]], [0.4, 5], [0.2, 3], [0.2, 10]] as [number, number, number[]?][]).map((
+    [noise, v, seeds],
+  ): Cell => ({
+    id: `average-veto-replication/strong-cub-sized/noise=${noise}/val=${v}`,
+    features: "CUB-sized synthetic, S_c = 6 (strong features)",
+    noise,
+    valPerClass: v,
+    methods: ["erm", "carrot", "carrot-average-veto", "small-loss", "oracle"],
+    data: cubSizedData(v, noise, 6),
+    ...(seeds ? { seeds } : {}),
+  }));
+
+/**
  * The default alone on SynthBirds rendered by generator seeds 19–22 (added in session 21, expectation fixed before
  * it ran; no method change measured on them): more image data no design step had seen.
  */
@@ -700,6 +718,7 @@ const allCells = () => [
   ...strongFeatureCells(),
   ...strongCubSizedCells(),
   ...averageVetoCells(),
+  ...averageVetoReplicationCells(),
 ];
 
 /** The data of the grid's cell `id` (and how to release what it loaded), for other benches on the same cells. */

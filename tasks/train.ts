@@ -97,8 +97,8 @@ const schema = z.object({
       "the selection must beat, with ERM's veto (default off: measured in session 20 and failed its rule, README)",
   ),
   averageVeto: z.boolean().optional().describe(
-    "carrot: the best candidate alone replaces the top-k mean when it beats it on val by z s.e. (default off; " +
-      'measured in session 22, README "The average veto")',
+    "carrot: the best candidate alone replaces the top-k mean when it beats it on val by z s.e. (default on since " +
+      'session 23; --averageVeto false keeps the mean; README "The average veto")',
   ),
   averageTop: z.coerce.number().int().min(1).optional().describe(
     "carrot: refit at the mean α of the k candidates with the lowest calibrated val loss instead of the best " +

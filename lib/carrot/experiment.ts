@@ -26,7 +26,8 @@
  *                           show label noise (`gradedIncumbent: true`, `incumbent.ts`): measured in session 20
  *                           against a rule it failed (README), so not the default (opt-in);
  *   carrot-average-veto     CARROT whose single best candidate replaces the top-3 mean when it beats it on val by
- *                           one standard error (`averageVeto: true`): measured in session 22 (README; opt-in);
+ *                           one standard error (`averageVeto: true`): measured in session 22, the default since
+ *                           session 23 (README), so the same head as `carrot` since then;
  *   carrot-selection        CARROT without the challenger (`validationPath: false`): its selection alone, the
  *                           default before the guard on B's size (opt-in);
  *   carrot-rro-split        CARROT with the challenger at any size of B (`validationPathMinPerClass` 0): as it was

@@ -265,8 +265,8 @@ function selectionTable(result: RunResult): string {
   if (rows.length === 0) return "";
   return `<section><h2>CARROT's selection per seed</h2>
 <p>Candidates: every accepted step of every path (held-out weighting, γ), loss trimming at each fraction and (by default) their mean, the graded trimming, refitted on all of train and scored by the
-calibrated validation loss; by default the head is refitted at the mean α of the three best ("top-k mean"), and it
-replaces ERM only when its paired gain exceeds z standard errors. Where half of val
+calibrated validation loss; by default the head is refitted at the mean α of the three best ("top-k mean") unless the best alone beats that mean
+on val by z standard errors ("vetoed"), and it replaces ERM only when its paired gain exceeds z standard errors. Where half of val
 holds ≥ 5 images per class and the selection did not fall back, the split-validation RRO challenges the selected head
 on that half (it descends the other half) and replaces it only when it wins there by z standard errors.</p>
 <table><tr><th>seed</th><th>in use</th><th>best on val</th><th>fallback</th><th>val gain ± s.e.</th><th>settings</th>
