@@ -26,7 +26,8 @@
  * the in-sample-trim cells (`inSampleTrimCells`): CARROT offering trims by the ERM head's in-sample losses too
  * (opt-in), likewise, and on SynthBirds rendered by four more generator seeds; and the strong-feature cells
  * (`strongFeatureCells`, `strongCubSizedCells`): the default where ERM is near 90% on clean labels; and the
- * average-veto cells (`averageVetoCells`): the best candidate's veto over the top-3 mean (opt-in).
+ * average-veto cells (`averageVetoCells`): the best candidate's veto over the top-3 mean, and their replication
+ * (`averageVetoReplicationCells`), after which the veto became the default (session 23).
  * Columns: test top-1 mean ± std, ECE before and after temperature scaling (T fitted on val per method), NLL after
  * T, CARROT − ERM (mean ± std of the per-seed difference) and how often CARROT's selection fell back to α = 1.
  *

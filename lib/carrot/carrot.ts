@@ -25,11 +25,12 @@
  *      on val and scored by its calibrated validation loss. With `averageTop` k ≥ 2 (default 3) the head is
  *      refitted at the mean α of the k best (`top_average.ts`), a hedge against near-ties that a few validation
  *      images cannot order (with `averageVeto`, default since session 23, the best alone replaces that mean when it
- *      beats it on val by z standard errors); with k = 1 the best alone; with `bootstrapAverage` B ≥ 1 (opt-in) at the mean α weighted by how often each candidate is the
- *      lowest on B class-stratified resamples of val (`bootstrap_average.ts`). That head is kept only if its paired
- *      gain over ERM exceeds z standard errors; otherwise α ≡ 1 (fallback), reported with the numbers. With
- *      `gradedIncumbent` (opt-in), where the fold heads' errors show label noise (`noise_evidence.ts`) the graded
- *      trim takes ERM's place as the incumbent that head must beat, with ERM's veto (`incumbent.ts`).
+ *      beats it on val by z standard errors); with k = 1 the best alone; with `bootstrapAverage` B ≥ 1 (opt-in) at
+ *      the mean α weighted by how often each candidate is the lowest on B class-stratified resamples of val
+ *      (`bootstrap_average.ts`). That head is kept only if its paired gain over ERM exceeds z standard errors;
+ *      otherwise α ≡ 1 (fallback), reported with the numbers. With `gradedIncumbent` (opt-in), where the fold
+ *      heads' errors show label noise (`noise_evidence.ts`) the graded trim takes ERM's place as the incumbent that
+ *      head must beat, with ERM's veto (`incumbent.ts`).
  *      Optionally (`maxOuterSteps`), a trajectory whose last step is the best so far runs on.
  *   4. Calibration: the returned head carries its temperature fitted on val (ERM's too, in `ermTemperature`).
  *   5. The original RRO made honest by a split of val competes with the selected head on the half B that never
@@ -56,8 +57,10 @@ import {
   outOfFoldLosses,
 } from "./crossfit.ts";
 import {
+  calibratedLosses,
   CandidateScorer,
   pairedCalibratedGain,
+  pairedGain,
   type SelectionCandidate,
   type SelectionOptions,
   type SelectionResult,
@@ -709,11 +712,13 @@ async function withAverage(
     : `mean α of the ${k} candidates with the lowest calibrated validation loss`;
   let verdict = "";
   if (options.veto && bootstrap === 0 && !selection.fallback && !finished.fallback) {
-    const best = await pairedCalibratedGain(selection.fit, finished.fit, val).catch((error) => {
+    // the best candidate's per-point losses were scored with it: only the mean's are computed here
+    const mean = await calibratedLosses(selection.fit, val).catch((error) => {
       disposeHead(selection.fit);
       disposeHead(finished.fit);
       throw error;
     });
+    const best = pairedGain(mean.losses, pointLosses[finished.chosen]);
     const z = options.z ?? 1, vetoed = best.gain > z * best.standardError;
     verdict = `the best candidate alone ${vetoed ? "beat" : "did not beat"} the mean by ` +
       `${best.gain.toFixed(4)} ${vetoed ? ">" : "≤"} ${z} × s.e. ${best.standardError.toFixed(4)}`;

@@ -77,7 +77,7 @@ export interface SelectionResult {
 }
 
 /** Per-point calibrated losses, accuracy and T of a head on val. */
-async function calibratedLosses(fit: HeadFit, val: LabeledFeatures) {
+export async function calibratedLosses(fit: HeadFit, val: LabeledFeatures) {
   const z = headLogits(fit, val.features);
   const logits = (await readValues(z)) as Float32Array;
   z.dispose();
