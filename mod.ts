@@ -333,6 +333,7 @@ export {
   defaultValidationPathMinPerClass,
   describeCandidate,
   knnTrimK,
+  trim40Fractions,
 } from "./lib/carrot/carrot.ts";
 export { gradedTrimAlpha, lossTrimAlpha, type TrimOptions } from "./lib/carrot/trim.ts";
 export { refinedTrimLosses } from "./lib/carrot/refined_trim.ts";

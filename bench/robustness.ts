@@ -27,7 +27,8 @@
  * (opt-in), likewise, and on SynthBirds rendered by four more generator seeds; and the strong-feature cells
  * (`strongFeatureCells`, `strongCubSizedCells`): the default where ERM is near 90% on clean labels; and the
  * average-veto cells (`averageVetoCells`): the best candidate's veto over the top-3 mean, and their replication
- * (`averageVetoReplicationCells`), after which the veto became the default (session 23).
+ * (`averageVetoReplicationCells`), after which the veto became the default (session 23); and the 40%-trim cells
+ * (`trim40Cells`): CARROT offering a 40% trim too, on the grid, the fresh seeds and strong CUB-sized cells.
  * Columns: test top-1 mean ± std, ECE before and after temperature scaling (T fitted on val per method), NLL after
  * T, CARROT − ERM (mean ± std of the per-seed difference) and how often CARROT's selection fell back to α = 1.
  *
@@ -423,6 +424,31 @@ const averageVetoReplicationCells = () =>
   }));
 
 /**
+ * CARROT offering a 40% trim too (`carrot-trim40`; session 24, rule fixed before it ran; README "The 40% trim"): the
+ * grid and the fresh seeds as `trim40/…` and `trim40-fresh/…`; two strong CUB-sized cells no step had seen (noise
+ * 0.4 on seeds 3–5, noise 0.3 on seeds 0–2) with the default, small-loss and the oracle beside it; and the strong
+ * CUB-sized noise-0.4 cell that motivated it (`trim40/average-veto-replication/…`, seeds 0–2).
+ */
+const trim40Cells = () => [
+  ...variantCells("trim40", ["erm", "carrot-trim40"], undefined, /^(synthetic|cub-sized)\//),
+  ...freshSeedCells("trim40-fresh", ["erm", "carrot-trim40"]),
+  ...([[0.4, [3, 4, 5]], [0.3, [0, 1, 2]]] as [number, number[]][]).map(([noise, seeds]): Cell => ({
+    id: `trim40/strong-cub-sized/noise=${noise}/val=5/seeds=${seeds.join(",")}`,
+    features: "CUB-sized synthetic, S_c = 6 (strong features)",
+    noise,
+    valPerClass: 5,
+    methods: ["erm", "carrot", "carrot-trim40", "small-loss", "oracle"],
+    data: cubSizedData(5, noise, 6),
+    seeds,
+  })),
+  ...averageVetoReplicationCells().filter((cell) => cell.noise === 0.4).map((cell) => ({
+    ...cell,
+    id: `trim40/${cell.id}`,
+    methods: ["erm", "carrot-trim40"] as ExperimentMethod[],
+  })),
+];
+
+/**
  * The default alone on SynthBirds rendered by generator seeds 19–22 (added in session 21, expectation fixed before
  * it ran; no method change measured on them): more image data no design step had seen.
  */
@@ -720,6 +746,7 @@ const allCells = () => [
   ...strongCubSizedCells(),
   ...averageVetoCells(),
   ...averageVetoReplicationCells(),
+  ...trim40Cells(),
 ];
 
 /** The data of the grid's cell `id` (and how to release what it loaded), for other benches on the same cells. */
