@@ -330,6 +330,7 @@ export {
   defaultNeighbourK,
   defaultRefinedTrim,
   defaultTrimFractions,
+  defaultTrimPath,
   defaultValidationPathMinPerClass,
   describeCandidate,
   knnTrimK,

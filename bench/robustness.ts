@@ -28,7 +28,8 @@
  * (`strongFeatureCells`, `strongCubSizedCells`): the default where ERM is near 90% on clean labels; and the
  * average-veto cells (`averageVetoCells`): the best candidate's veto over the top-3 mean, and their replication
  * (`averageVetoReplicationCells`), after which the veto became the default (session 23); and the 40%-trim cells
- * (`trim40Cells`): CARROT offering a 40% trim too, on the grid, the fresh seeds and strong CUB-sized cells.
+ * (`trim40Cells`): CARROT offering a 40% trim too, on the grid, the fresh seeds and strong CUB-sized cells; and the
+ * path from the graded trim (`trimPathCells`), likewise.
  * Columns: test top-1 mean ± std, ECE before and after temperature scaling (T fitted on val per method), NLL after
  * T, CARROT − ERM (mean ± std of the per-seed difference) and how often CARROT's selection fell back to α = 1.
  *
@@ -449,6 +450,29 @@ const trim40Cells = () => [
 ];
 
 /**
+ * CARROT with the path from the graded trim (`carrot-trim-path`; session 24, README "The path from the graded
+ * trim"). Rule, fixed before any of these cells ran (required to adopt it, after a replication as the veto had):
+ * on two strong CUB-sized cells no step has seen, V1 (noise 0.3, seeds 3–5) and V2 (noise 0.2, seeds 9–11), 5 per
+ * class, with the default, small-loss and the oracle beside it — (P-a) mean change of top-1 over V1 and V2 ≥ +0.5
+ * point and (P-b) each > 0; on the grid (`trim-path/…`) and fresh-seed cells (`trim-path-fresh/…`) against their
+ * stored default rows — (P-c) no cell down by more than 1 point, (P-d) no new acceptance-1 miss, (P-e) pooled mean
+ * change ≥ −0.05. SynthBirds' +2 and the CUB-sized cell against small-loss are reported without a criterion.
+ */
+const trimPathCells = () => [
+  ...variantCells("trim-path", ["erm", "carrot-trim-path"], undefined, /^(synthetic|cub-sized)\//),
+  ...freshSeedCells("trim-path-fresh", ["erm", "carrot-trim-path"]),
+  ...([[0.3, [3, 4, 5]], [0.2, [9, 10, 11]]] as [number, number[]][]).map(([noise, seeds]): Cell => ({
+    id: `trim-path/strong-cub-sized/noise=${noise}/val=5/seeds=${seeds.join(",")}`,
+    features: "CUB-sized synthetic, S_c = 6 (strong features)",
+    noise,
+    valPerClass: 5,
+    methods: ["erm", "carrot", "carrot-trim-path", "small-loss", "oracle"],
+    data: cubSizedData(5, noise, 6),
+    seeds,
+  })),
+];
+
+/**
  * The default alone on SynthBirds rendered by generator seeds 19–22 (added in session 21, expectation fixed before
  * it ran; no method change measured on them): more image data no design step had seen.
  */
@@ -747,6 +771,7 @@ const allCells = () => [
   ...averageVetoCells(),
   ...averageVetoReplicationCells(),
   ...trim40Cells(),
+  ...trimPathCells(),
 ];
 
 /** The data of the grid's cell `id` (and how to release what it loaded), for other benches on the same cells. */

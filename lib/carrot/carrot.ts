@@ -21,7 +21,8 @@
  *      separated clouds it can find mislabelled points a linear head's losses miss. With `inSampleTrim` (opt-in)
  *      they are offered once more ranked by the ERM head's in-sample losses, small-loss filtering's detector. With
  *      `refinedTrim` (opt-in) the trims rank instead by the out-of-fold losses of fold heads refitted at the graded
- *      trim's α, cleaner judges (`refined_trim.ts`). Each candidate is refitted on all of train, temperature-scaled
+ *      trim's α, cleaner judges (`refined_trim.ts`). With `trimPath` (opt-in) one more self-weighted path at γ = 0
+ *      starts at the graded trim's α, a first-order refinement of the zeroth-order trim. Each candidate is refitted on all of train, temperature-scaled
  *      on val and scored by its calibrated validation loss. With `averageTop` k ≥ 2 (default 3) the head is
  *      refitted at the mean α of the k best (`top_average.ts`), a hedge against near-ties that a few validation
  *      images cannot order (with `averageVeto`, default since session 23, the best alone replaces that mean when it
@@ -146,6 +147,14 @@ export interface CarrotOptions extends
    * more set of F fold fits at α ≡ 1.
    */
   gradedIncumbent?: boolean;
+  /**
+   * One more trajectory, self-weighted at γ = 0, that starts at the graded trim's α instead of α ≡ 1, its accepted
+   * steps offered as candidates (default `defaultTrimPath`: false, opt-in; session 24, README "The path from the
+   * graded trim"): the first-order path refines the zeroth-order trim, with the points the trim dropped out of both
+   * the fits and the held-out vote (w = α = 0 stays 0 under exponentiated-gradient steps). Needs the graded trim
+   * (`gradedTrim`, ≥ 2 `trimFractions`, a path; else `RangeError`); `outerSteps` more cross-fitted steps.
+   */
+  trimPath?: boolean;
   /** Standard errors the selected gain must exceed to replace ERM (default 1). */
   z?: number;
   /**
@@ -334,6 +343,9 @@ export const defaultGradedIncumbent = false;
  */
 export const defaultAverageVeto = true;
 
+/** Default of `CarrotOptions.trimPath`: off (opt-in, measured in session 24). */
+export const defaultTrimPath = false;
+
 /** Images per class that B must hold on average for the split-validation challenger to run (`CarrotOptions`). */
 export const defaultValidationPathMinPerClass = 5;
 
@@ -361,8 +373,12 @@ export function describeCandidate(label: Record<string, number | string>): strin
   if (label.weighting === "bootstrap mean") {
     return `bootstrap-weighted mean α (${label.replicates} resamples of val; π: ${label.of})`;
   }
-  return label.step === 0 ? "ERM" : `${label.weighting}, γ ${label.gamma}, step ${label.step}`;
+  const from = label.from ? ` from the ${label.from}` : "";
+  return label.step === 0 ? "ERM" : `${label.weighting}, γ ${label.gamma}, step ${label.step}${from}`;
 }
+
+/** The label of the steps of the path from the graded trim (`CarrotOptions.trimPath`), less the step. */
+const trimPathLabel = { weighting: "self", gamma: 0, from: "graded trim" };
 
 /**
  * The mass-keeping trims by `scores` at each of `fractions` (labelled `weighting`, the fraction and `extra`) and,
@@ -410,6 +426,8 @@ export interface CarrotResult {
   lambda: number;
   /** The trajectory of each path, in `paths` order. */
   trajectories: (CarrotPath & { steps: CrossFitStep[]; stopReason: string })[];
+  /** With `trimPath`: the trajectory from the graded trim (step 0 is the graded trim itself). */
+  trimPath?: { steps: CrossFitStep[]; stopReason: string };
   /**
    * The out-of-fold losses that the trimmings ranked `[n]` (mean over `trimSplits` fold assignments): at α ≡ 1, or
    * with `refinedTrim` at the graded trim's α of those; absent when no trimming was offered.
@@ -480,11 +498,14 @@ export async function carrotReweight(
   const offersGraded = (options.gradedTrim ?? defaultGradedTrim) &&
     (options.trimFractions ?? defaultTrimFractions).length >= 2 &&
     (options.paths ?? defaultCarrotPaths).length > 0;
-  if (options.gradedIncumbent && !offersGraded) {
-    throw new RangeError(
-      "carrotReweight: gradedIncumbent needs the graded trim as a candidate: keep gradedTrim on, ≥ 2 trimFractions " +
-        "and at least one path (whose step 0 holds the out-of-fold losses the trims rank by)",
-    );
+  const trimPath = options.trimPath ?? defaultTrimPath;
+  for (const [name, on] of [["gradedIncumbent", options.gradedIncumbent], ["trimPath", trimPath]] as const) {
+    if (on && !offersGraded) {
+      throw new RangeError(
+        `carrotReweight: ${name} needs the graded trim as a candidate: keep gradedTrim on, ≥ 2 trimFractions ` +
+          "and at least one path (whose step 0 holds the out-of-fold losses the trims rank by)",
+      );
+    }
   }
   const minPerClass = options.validationPathMinPerClass ?? defaultValidationPathMinPerClass;
   if (!(minPerClass >= 0 && Number.isFinite(minPerClass))) {
@@ -579,6 +600,27 @@ export async function carrotReweight(
       pathOf.push(-1);
       await scorer.add(trim);
     }
+    // the path from the graded trim (out-of-fold ranking): self-weighted, γ = 0, its accepted steps candidates
+    let fromTrim: CarrotResult["trimPath"];
+    if (trimPath) {
+      const start = trims.find((trim) => trim.label.weighting === "graded-trim")!.alpha;
+      const path: CarrotPath = { heldOutWeighting: "self", gamma: 0 };
+      const run = await crossFitReweight(train, {
+        ...options,
+        ...path,
+        ...crossFit,
+        outerSteps,
+        start: { alpha: start, step: 0 },
+        onStep: (entry) => entry.step > 0 && options.onStep?.(path, entry),
+      });
+      fromTrim = { steps: run.trajectory, stopReason: run.stopReason };
+      for (const entry of run.trajectory) {
+        if (entry.step > 0 && entry.accepted) {
+          pathOf.push(-1); // not extended by maxOuterSteps
+          await scorer.add({ alpha: entry.alpha, label: { ...trimPathLabel, step: entry.step } });
+        }
+      }
+    }
     // with maxOuterSteps > outerSteps: while the best candidate is the last step of a path that could go on, that
     // path goes on (val still only ranks candidates; it never enters a gradient)
     for (;;) {
@@ -647,6 +689,7 @@ export async function carrotReweight(
       ermTemperature,
       lambda: tuned.lambda,
       trajectories,
+      trimPath: fromTrim,
       trimLosses: fractions.length > 0 ? trimLosses : undefined,
       neighbourCounts,
       inSampleLosses: inSample,

@@ -31,6 +31,9 @@
  *   carrot-trim40           CARROT offering a 40% trim too (`trimFractions` = `trim40Fractions`, [0.1, 0.2, 0.3,
  *                           0.4]): measured in session 24 against a rule whose main criterion it missed (README),
  *                           so not the default (opt-in);
+ *   carrot-trim-path        CARROT with one more self-weighted path at γ = 0 that starts at the graded trim's α
+ *                           (`trimPath: true`): measured in session 24 against a rule fixed before it ran (README),
+ *                           opt-in;
  *   carrot-selection        CARROT without the challenger (`validationPath: false`): its selection alone, the
  *                           default before the guard on B's size (opt-in);
  *   carrot-rro-split        CARROT with the challenger at any size of B (`validationPathMinPerClass` 0): as it was
@@ -92,6 +95,7 @@ export type ExperimentMethod =
   | "carrot-graded-incumbent"
   | "carrot-average-veto"
   | "carrot-trim40"
+  | "carrot-trim-path"
   | "carrot-selection"
   | "carrot-rro-split"
   | "rro"
@@ -118,6 +122,7 @@ export const experimentMethods: readonly ExperimentMethod[] = [
   "carrot-graded-incumbent",
   "carrot-average-veto",
   "carrot-trim40",
+  "carrot-trim-path",
   "carrot-selection",
   "carrot-rro-split",
   "rro",
@@ -135,7 +140,8 @@ export const experimentMethods: readonly ExperimentMethod[] = [
 /**
  * Rows `runExperiment` runs only when asked: the oracle (needs ground truth), the split-validation rows, CARROT
  * without its challenger, CARROT's paths given explicitly with or without γ = 10, and CARROT's measured variants
- * (k-NN, in-sample, refined and 40% trims, the bootstrap-weighted mean, the graded incumbent, the average veto).
+ * (k-NN, in-sample, refined and 40% trims, the path from the graded trim, the bootstrap-weighted mean, the graded
+ * incumbent, the average veto).
  */
 const optInMethods: readonly ExperimentMethod[] = [
   "oracle",
@@ -148,6 +154,7 @@ const optInMethods: readonly ExperimentMethod[] = [
   "carrot-graded-incumbent",
   "carrot-average-veto",
   "carrot-trim40",
+  "carrot-trim-path",
   "rro-split",
   "carrot-selection",
   "carrot-rro-split",
@@ -340,6 +347,7 @@ export async function runExperiment(options: ExperimentOptions): Promise<Experim
             ...(method === "carrot-graded-incumbent" ? { gradedIncumbent: true } : {}),
             ...(method === "carrot-average-veto" ? { averageVeto: true } : {}),
             ...(method === "carrot-trim40" ? { trimFractions: trim40Fractions } : {}),
+            ...(method === "carrot-trim-path" ? { trimPath: true } : {}),
             ...(method === "carrot-selection" ? { validationPath: false } : {}),
             ...(method === "carrot-rro-split" ? { validationPath: true, validationPathMinPerClass: 0 } : {}),
             ...options.carrot,
