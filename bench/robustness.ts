@@ -457,6 +457,7 @@ const trim40Cells = () => [
  * point and (P-b) each > 0; on the grid (`trim-path/…`) and fresh-seed cells (`trim-path-fresh/…`) against their
  * stored default rows — (P-c) no cell down by more than 1 point, (P-d) no new acceptance-1 miss, (P-e) pooled mean
  * change ≥ −0.05. SynthBirds' +2 and the CUB-sized cell against small-loss are reported without a criterion.
+ * Outcome: (P-a) and (P-b) fail (0.00 on both unseen cells), (P-c), (P-d) and (P-e) (−0.023) hold: opt-in.
  */
 const trimPathCells = () => [
   ...variantCells("trim-path", ["erm", "carrot-trim-path"], undefined, /^(synthetic|cub-sized)\//),

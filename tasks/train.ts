@@ -96,6 +96,10 @@ const schema = z.object({
     "carrot: where the fold heads' errors show label noise (q̂ > 2 s.e.), make the graded trim the incumbent " +
       "the selection must beat, with ERM's veto (default off: measured in session 20 and failed its rule, README)",
   ),
+  trimPath: z.boolean().optional().describe(
+    "carrot: one more cross-fitted path, self-weighted at γ = 0, starting at the graded trim's α, its steps offered " +
+      "as candidates (default off: measured in session 24 and failed its rule, README)",
+  ),
   averageVeto: z.boolean().optional().describe(
     "carrot: the best candidate alone replaces the top-k mean when it beats it on val by z s.e. (default on since " +
       'session 23; --averageVeto false keeps the mean; README "The average veto")',

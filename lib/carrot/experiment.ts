@@ -32,8 +32,8 @@
  *                           0.4]): measured in session 24 against a rule whose main criterion it missed (README),
  *                           so not the default (opt-in);
  *   carrot-trim-path        CARROT with one more self-weighted path at γ = 0 that starts at the graded trim's α
- *                           (`trimPath: true`): measured in session 24 against a rule fixed before it ran (README),
- *                           opt-in;
+ *                           (`trimPath: true`): measured in session 24 against a rule fixed before it ran, whose
+ *                           main criteria it missed (README), so opt-in;
  *   carrot-selection        CARROT without the challenger (`validationPath: false`): its selection alone, the
  *                           default before the guard on B's size (opt-in);
  *   carrot-rro-split        CARROT with the challenger at any size of B (`validationPathMinPerClass` 0): as it was

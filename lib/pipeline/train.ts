@@ -129,6 +129,8 @@ export interface TrainConfig {
   refinedTrim?: boolean;
   /** CARROT: the graded trim as incumbent where the training data show noise (default `defaultGradedIncumbent`). */
   gradedIncumbent?: boolean;
+  /** CARROT: one more path, self-weighted at γ = 0, from the graded trim's α (default `defaultTrimPath`: off). */
+  trimPath?: boolean;
   /** CARROT: average the α of the k best candidates on val (default `defaultAverageTop`). */
   averageTop?: number;
   /** CARROT: the best candidate alone may replace the top-k mean (default `defaultAverageVeto`). */
@@ -406,6 +408,7 @@ async function reweightSeed(
       inSampleTrim: config.inSampleTrim,
       refinedTrim: config.refinedTrim,
       gradedIncumbent: config.gradedIncumbent,
+      trimPath: config.trimPath,
       averageTop: config.averageTop,
       averageVeto: config.averageVeto,
       bootstrapAverage: config.bootstrapAverage,
@@ -421,14 +424,25 @@ async function reweightSeed(
     });
   });
   const { selection } = run;
-  const label = (l: Record<string, number | string>) => `${l.weighting}, γ ${l.gamma}`;
-  const row = (path: string, step: number) =>
-    step === 0
-      ? selection.rows[0]
-      : selection.rows.find((r) => label(r.label) === path && r.label.step === step);
-  const trajectory = run.trajectories.flatMap((t) =>
-    t.steps.map((e) => {
-      const path = `${t.heldOutWeighting}, γ ${t.gamma}`, scored = row(path, e.step);
+  // every path's steps with their scores; the path from the graded trim (with --trimPath) starts at that trim's row
+  const label = (l: Record<string, number | string>) =>
+    `${l.weighting}, γ ${l.gamma}${l.from ? ` from the ${l.from}` : ""}`;
+  const graded = selection.rows.find((r) => r.label.weighting === "graded-trim");
+  const row = (path: string, step: number, start = selection.rows[0]) =>
+    step === 0 ? start : selection.rows.find((r) => label(r.label) === path && r.label.step === step);
+  const walked = [
+    ...run.trajectories.map((t) => ({
+      path: `${t.heldOutWeighting}, γ ${t.gamma}`,
+      steps: t.steps,
+      start: undefined,
+    })),
+    ...(run.trimPath
+      ? [{ path: "self, γ 0 from the graded trim", steps: run.trimPath.steps, start: graded }]
+      : []),
+  ];
+  const trajectory = walked.flatMap(({ path, steps, start }) =>
+    steps.map((e) => {
+      const scored = row(path, e.step, start);
       return {
         path,
         step: e.step,

@@ -254,6 +254,48 @@ Deno.test("runTraining(): validation-coverage and λ-grid warnings are logged on
   }
 });
 
+Deno.test("runTraining(): --trimPath runs the path from the graded trim; its steps join the trajectory with their val scores", async () => {
+  const dir = await Deno.makeTempDir();
+  const previous = setLogSink(() => {});
+  try {
+    const files = [
+      await tinyFeatureFile(dir, "train", [30, 30, 30], 0, 0.25),
+      await tinyFeatureFile(dir, "val", [10, 10, 10], 1),
+      await tinyFeatureFile(dir, "test", [5, 5, 5], 2),
+    ];
+    const config = await tinyTrainConfig(dir, {
+      dataset: "features",
+      features: files,
+      valFraction: 0,
+      outerSteps: 2,
+      trimPath: true,
+      validationPath: false,
+      faithfulnessMethods: ["random"],
+      faithfulnessSample: 2,
+      faithfulnessKs: [1],
+    });
+    const result = await runTraining(config);
+    const metrics = JSON.parse(readFileSync(join(config.runDir, "metrics.json"), "utf8"));
+    assert.equal(metrics.config.trimPath, true);
+    // seed 0's trajectories: the path from the graded trim beside the paths from α ≡ 1
+    const path = "self, γ 0 from the graded trim";
+    const steps = result.trajectory.filter((e) => e.path === path);
+    assert.deepEqual(steps.map((e) => e.step), [0, 1, 2], "step 0 (the graded trim) and two steps");
+    const plain = result.trajectory.filter((e) => e.path === "self, γ 0");
+    assert.equal(plain.length, 3, "the path from α ≡ 1 is still there");
+    // step 0 is scored as the graded trim, not as ERM; accepted steps carry their own val scores
+    assert.notEqual(steps[0].valLoss, plain[0].valLoss);
+    for (const e of steps) {
+      assert.equal(Number.isFinite(e.valLoss), e.step === 0 || e.accepted, `step ${e.step}`);
+    }
+    assert.ok(steps.some((e) => e.step > 0 && e.accepted), "no step from the graded trim accepted");
+    assert.ok(steps.slice(1).every((e, s) => e.objective <= steps[s].objective), "L_cf increased");
+  } finally {
+    setLogSink(previous);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("runTraining(): --averageVeto reaches the selection, which reports its verdict per seed and acts on it", async () => {
   const dir = await Deno.makeTempDir();
   const previous = setLogSink(() => {});
