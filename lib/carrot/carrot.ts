@@ -22,12 +22,12 @@
  *      they are offered once more ranked by the ERM head's in-sample losses, small-loss filtering's detector. With
  *      `refinedTrim` (opt-in) the trims rank instead by the out-of-fold losses of fold heads refitted at the graded
  *      trim's α, cleaner judges (`refined_trim.ts`). With `trimPath` (opt-in) one more self-weighted path at γ = 0
- *      starts at the graded trim's α, a first-order refinement of the zeroth-order trim. Each candidate is refitted on all of train, temperature-scaled
- *      on val and scored by its calibrated validation loss. With `averageTop` k ≥ 2 (default 3) the head is
- *      refitted at the mean α of the k best (`top_average.ts`), a hedge against near-ties that a few validation
- *      images cannot order (with `averageVeto`, default since session 23, the best alone replaces that mean when it
- *      beats it on val by z standard errors); with k = 1 the best alone; with `bootstrapAverage` B ≥ 1 (opt-in) at
- *      the mean α weighted by how often each candidate is the lowest on B class-stratified resamples of val
+ *      starts at the graded trim's α, a first-order refinement of the zeroth-order trim. Each candidate is refitted
+ *      on all of train, temperature-scaled on val and scored by its calibrated validation loss. With `averageTop` k ≥ 2
+ *      (default 3) the head is refitted at the mean α of the k best (`top_average.ts`), a hedge against near-ties that
+ *      a few validation images cannot order (with `averageVeto`, default since session 23, the best alone replaces that
+ *      mean when it beats it on val by z standard errors); with k = 1 the best alone; with `bootstrapAverage` B ≥ 1
+ *      (opt-in) at the mean α weighted by how often each candidate is the lowest on B class-stratified resamples of val
  *      (`bootstrap_average.ts`). That head is kept only if its paired gain over ERM exceeds z standard errors;
  *      otherwise α ≡ 1 (fallback), reported with the numbers. With `gradedIncumbent` (opt-in), where the fold
  *      heads' errors show label noise (`noise_evidence.ts`) the graded trim takes ERM's place as the incumbent that
@@ -538,6 +538,15 @@ export async function carrotReweight(
     }));
     const pathOf: number[] = [-1]; // the path of each candidate (candidate 0 is ERM)
     await scorer.add({ alpha: erm.alpha, label: { weighting: "none", gamma: 0, step: 0 } });
+    // scores the accepted steps of a trajectory as candidates labelled `label` and their step, of path p (−1: none)
+    const scoreSteps = async (entries: CrossFitStep[], p: number, label: Record<string, number | string>) => {
+      for (const entry of entries) {
+        if (entry.step > 0 && entry.accepted) {
+          pathOf.push(p);
+          await scorer.add({ alpha: entry.alpha, label: { ...label, step: entry.step } });
+        }
+      }
+    };
     // runs `steps` more steps of path p from its last α (from α ≡ 1 at first) and scores the new ones
     const extend = async (p: number, steps: number) => {
       const path = paths[p], trajectory = trajectories[p], last = trajectory.steps.at(-1);
@@ -553,15 +562,7 @@ export async function carrotReweight(
       const fresh = last ? run.trajectory.slice(1) : run.trajectory;
       trajectory.steps.push(...fresh);
       trajectory.stopReason = run.stopReason;
-      for (const entry of fresh) {
-        if (entry.step > 0 && entry.accepted) {
-          pathOf.push(p);
-          await scorer.add({
-            alpha: entry.alpha,
-            label: { weighting: path.heldOutWeighting, gamma: path.gamma, step: entry.step },
-          });
-        }
-      }
+      await scoreSteps(fresh, p, { weighting: path.heldOutWeighting, gamma: path.gamma });
     };
     for (const p of paths.keys()) await extend(p, outerSteps);
     // trimming by the out-of-fold losses at α ≡ 1 (every path's step 0 holds them; the folds are shared),
@@ -601,7 +602,7 @@ export async function carrotReweight(
       pathOf.push(-1);
       await scorer.add(trim);
     }
-    // the path from the graded trim (out-of-fold ranking): self-weighted, γ = 0, its accepted steps candidates
+    // the path from the first graded trim offered (by out-of-fold, or refined, losses): self-weighted, γ = 0
     let fromTrim: CarrotResult["trimPath"];
     if (trimPath) {
       const start = trims.find((trim) => trim.label.weighting === "graded-trim")!.alpha;
@@ -615,12 +616,7 @@ export async function carrotReweight(
         onStep: (entry) => entry.step > 0 && options.onStep?.(path, entry),
       });
       fromTrim = { steps: run.trajectory, stopReason: run.stopReason };
-      for (const entry of run.trajectory) {
-        if (entry.step > 0 && entry.accepted) {
-          pathOf.push(-1); // not extended by maxOuterSteps
-          await scorer.add({ alpha: entry.alpha, label: { ...trimPathLabel, step: entry.step } });
-        }
-      }
+      await scoreSteps(run.trajectory, -1, trimPathLabel); // −1: not extended by maxOuterSteps
     }
     // with maxOuterSteps > outerSteps: while the best candidate is the last step of a path that could go on, that
     // path goes on (val still only ranks candidates; it never enters a gradient)
