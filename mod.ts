@@ -366,6 +366,7 @@ export {
   validationHalves,
 } from "./lib/carrot/split_validation.ts";
 export {
+  defaultLambdaExtension,
   defaultLambdaGrid,
   lambdaGridEdge,
   tuneLambda,

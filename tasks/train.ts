@@ -11,7 +11,7 @@ import { existsSync } from "node:fs";
 import { z } from "zod";
 import { type BackendPreference, releaseBackend, selectBackend } from "../lib/backend.ts";
 import { DATASET_NAMES } from "../lib/data/dataset.ts";
-import { defaultLambdaGrid } from "../lib/carrot/lambda.ts";
+import { defaultLambdaExtension, defaultLambdaGrid } from "../lib/carrot/lambda.ts";
 import { defaultCarrotGammas } from "../lib/carrot/carrot.ts";
 import { runTraining, type TrainConfig } from "../lib/pipeline/train.ts";
 import { NO_VALIDATION_DATA } from "../lib/pipeline/features_input.ts";
@@ -50,6 +50,9 @@ const schema = z.object({
       "val split or --features names a val file; 0 without one is refused",
   ),
   lambdaGrid: numberList.default([...defaultLambdaGrid]).describe("λ grid for the ERM head (tuned on val)"),
+  lambdaExtend: z.coerce.number().int().min(0).default(defaultLambdaExtension).describe(
+    "λ values tried past the grid's end where the best λ lies, while the validation NLL falls (0: the grid alone)",
+  ),
   method: z.enum(["carrot", "rro"]).default("carrot").describe(
     "reweighting: carrot (cross-fitted influence descent, selection on val, fallback to ERM) or rro (the " +
       "original bilevel descent on L_val; overfits small validation sets)",

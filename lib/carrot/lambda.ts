@@ -2,6 +2,14 @@
  * Choosing λ for the ERM baseline: fit the head for each λ of a grid (warm-starting along the grid, largest λ
  * first, where the problem is best conditioned) and keep the λ with the lowest validation NLL. CARROT then reuses
  * that λ, so ERM and reweighting differ only in α.
+ *
+ * The grid's end is not a property of the data: the objective Σ_i α_i ℓ_i(W h_i) + (λ/2)‖W‖²_F has, for features
+ * scaled by c, the same minimiser up to W → W/c at λ → c²λ (exactly so but for the bias column), so L2-normalised
+ * embeddings (‖h‖ = 1) want a λ about ‖h‖² ≈ 10³ times smaller than the same features at ‖h‖ ≈ 30. So where the
+ * best λ of a grid of at least 3 values is its smallest (largest), the search goes on past that end by the grid's
+ * own ratio there, λ_{j+1} = λ_j · (λ_1/λ_2) (resp. λ_j · (λ_n/λ_{n−1})), warm-started from the previous fit, while the
+ * validation NLL still falls, for at most `extend` values (default `defaultLambdaExtension`); a λ inside the grid
+ * is never affected. `lambdaGridEdge` warns only when the extension ran out.
  */
 import type { LabeledFeatures } from "./labeled_features.ts";
 import { disposeHead, fitHead, type HeadFit } from "./head.ts";
@@ -9,6 +17,9 @@ import { evaluateHead, type Metrics } from "./metrics.ts";
 
 /** The default grid: 10^{-1}, 10^{-0.5}, …, 10^{3}. */
 export const defaultLambdaGrid: readonly number[] = Array.from({ length: 9 }, (_, i) => 10 ** (-1 + i / 2));
+
+/** Extra λ values tried past the end of the grid where its best λ lies (10: five decades of the default grid). */
+export const defaultLambdaExtension = 10;
 
 /** Options of `tuneLambda`. */
 export interface TuneLambdaOptions {
@@ -20,7 +31,12 @@ export interface TuneLambdaOptions {
   numClasses?: number;
   /** Solver tolerance (default fitHead's). */
   tol?: number;
-  /** Called after each fit with (λ values done, grid size). */
+  /**
+   * At most this many λ values past the grid's end when the best λ is its smallest or largest (default
+   * `defaultLambdaExtension`; 0: the grid alone). Grids of fewer than 3 values are never extended.
+   */
+  extend?: number;
+  /** Called after each fit with (λ values done, values planned so far). */
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -34,7 +50,7 @@ export interface TuneLambdaResult {
   rows: ({ lambda: number } & Metrics)[];
 }
 
-/** Grid search of λ by validation NLL (see the module JSDoc). */
+/** Grid search of λ by validation NLL, extended past the grid's end where the best λ lies (see the module JSDoc). */
 export async function tuneLambda(
   train: LabeledFeatures,
   val: LabeledFeatures,
@@ -42,25 +58,43 @@ export async function tuneLambda(
 ): Promise<TuneLambdaResult> {
   const grid = [...(options.grid ?? defaultLambdaGrid)].sort((a, b) => b - a);
   if (grid.length === 0) throw new RangeError("tuneLambda: the λ grid is empty");
+  const extend = options.extend ?? defaultLambdaExtension;
+  if (!(Number.isInteger(extend) && extend >= 0)) {
+    throw new RangeError(`tuneLambda: extend must be a non-negative integer, got ${extend}`);
+  }
   const rows: TuneLambdaResult["rows"] = [];
-  let best: HeadFit | undefined, previous: HeadFit | undefined, bestNll = Infinity;
-  for (const lambda of grid) {
+  let best: HeadFit | undefined, previous: HeadFit | undefined, bestNll = Infinity, planned = grid.length;
+  /** Fits at λ from `init`, keeps the fit if it is the best so far; true when it is. */
+  const visit = async (lambda: number, init: HeadFit | undefined): Promise<boolean> => {
     const fit = await fitHead(train, {
       lambda,
       alpha: options.alpha,
       numClasses: options.numClasses,
       tol: options.tol,
-      init: previous?.weights,
+      init: init?.weights,
     });
     if (previous && previous !== best) disposeHead(previous); // only needed as the warm start
     const metrics = await evaluateHead(fit, val);
     rows.push({ lambda, ...metrics });
-    if (metrics.nll < bestNll) {
+    const improved = metrics.nll < bestNll;
+    if (improved) {
       if (best) disposeHead(best);
       [best, bestNll] = [fit, metrics.nll];
     }
     previous = fit;
-    options.onProgress?.(rows.length, grid.length);
+    options.onProgress?.(rows.length, planned);
+    return improved;
+  };
+  for (const lambda of grid) await visit(lambda, previous);
+  const n = grid.length, end = best!.lambda === grid[n - 1] ? n - 1 : best!.lambda === grid[0] ? 0 : -1;
+  if (n >= 3 && end >= 0) {
+    // descending grid: past the smallest λ by λ_n/λ_{n−1} < 1, past the largest by λ_1/λ_2 > 1
+    const ratio = end === 0 ? grid[0] / grid[1] : grid[n - 1] / grid[n - 2];
+    for (let j = 1, lambda = grid[end]; j <= extend; j++) {
+      planned = n + j;
+      lambda *= ratio;
+      if (!(await visit(lambda, end === 0 && j === 1 ? best : previous))) break;
+    }
   }
   if (previous !== best) disposeHead(previous!);
   rows.sort((a, b) => a.lambda - b.lambda);
@@ -80,6 +114,6 @@ export function lambdaGridEdge(result: Pick<TuneLambdaResult, "lambda" | "rows">
   const range = `${grid.length} values, ${smallest.toPrecision(3)} to ${largest.toPrecision(3)}`;
   return `λ = ${
     result.lambda.toPrecision(3)
-  } is the ${end} value of the λ grid (${range}): the validation NLL ` +
-    `may fall further at ${beyond} λ; rerun with --lambdaGrid extended beyond it`;
+  } is the ${end} value of the λ grid (${range}, its extension included): the validation NLL ` +
+    `may fall further at ${beyond} λ; rerun with --lambdaGrid extended beyond it or a larger --lambdaExtend`;
 }

@@ -103,6 +103,8 @@ export interface TrainConfig {
   valFraction: number;
   /** λ grid for the ERM tuning. */
   lambdaGrid: number[];
+  /** λ values tried past the grid's end where its best λ lies (default `defaultLambdaExtension`; 0: the grid alone). */
+  lambdaExtend?: number;
   /** Reweighting: CARROT's default (`carrot.ts`) or the original RRO on L_val (`reweight.ts`). */
   method: "carrot" | "rro";
   /** RRO gradient estimator (method rro). */
@@ -539,7 +541,12 @@ export async function runTraining(config: TrainConfig): Promise<RunResult> {
           "  λ grid",
           "fit",
           (onProgress) =>
-            tuneLambda(split.train, split.val, { grid: config.lambdaGrid, numClasses, onProgress }),
+            tuneLambda(split.train, split.val, {
+              grid: config.lambdaGrid,
+              extend: config.lambdaExtend,
+              numClasses,
+              onProgress,
+            }),
         ),
     );
     const edge = lambdaGridEdge(tuned);

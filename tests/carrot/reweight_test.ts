@@ -185,8 +185,8 @@ Deno.test("tuneLambda() picks the grid λ with the lowest validation NLL; splitF
   assert.equal(tuned.lambda, 3, "this problem's optimum lies inside the grid");
   assert.equal(lambdaGridEdge(tuned), undefined);
   disposeHead(tuned.fit);
-  // a grid far above the optimum: the smallest λ wins, and the warning names it and the way out
-  const above = await tuneLambda(data.train, data.val, { grid: [1e4, 1e5, 1e6] });
+  // a grid far above the optimum, not extended: the smallest λ wins, and the warning names it and the way out
+  const above = await tuneLambda(data.train, data.val, { grid: [1e4, 1e5, 1e6], extend: 0 });
   assert.equal(above.lambda, 1e4);
   assert.match(lambdaGridEdge(above)!, /λ = 1\.00e\+4 is the smallest value of the λ grid .*--lambdaGrid/);
   assert.equal(lambdaGridEdge({ lambda: 1e4, rows: above.rows.slice(0, 2) }), undefined, "2 values: no edge");

@@ -182,7 +182,8 @@ Deno.test("runTraining(): validation-coverage and λ-grid warnings are logged on
       dataset: "features",
       features: files,
       valFraction: 0, // unused: the val file is the validation split
-      lambdaGrid: [1e4, 1e5, 1e6], // a grid with λ tuned at an end (the largest, on these features)
+      lambdaGrid: [1e4, 1e5, 1e6], // a grid with λ tuned at an end (the largest, on these features),
+      lambdaExtend: 0, // not extended past it
       outerSteps: 1,
       validationPath: true, // and the split-validation RRO challenges the selection on half of val
       gradedIncumbent: true, // and the incumbent rule reports its noise evidence
