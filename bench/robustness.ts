@@ -78,6 +78,8 @@ interface Cell {
   methods?: readonly ExperimentMethod[];
   /** Overrides of CARROT's options in this cell. */
   carrot?: CarrotOptions;
+  /** λ values tried past the grid's end in this cell (default `tuneLambda`'s). */
+  lambdaExtend?: number;
   release?: () => void;
 }
 
@@ -487,8 +489,44 @@ const trimPathCells = () => [
  * features on another scale (L2-normalised embeddings want a λ about 10³ times smaller; tests/carrot/lambda_test.ts)
  * and is the default; these cells measure what it changes where it acts.
  */
-const lambdaExtensionCells = () =>
-  strongCubSizedCells().map((cell) => ({ ...cell, id: `lambda-extension/${cell.id}` }));
+const lambdaExtensionCells = (): Cell[] => [
+  ...strongCubSizedCells().map((cell) => ({ ...cell, id: `lambda-extension/${cell.id}` })),
+  ...l2NormalisedCells(),
+];
+
+/**
+ * The grid's CUB-sized cell with every feature row L2-normalised (‖h_i‖ = 1, as CLIP-style embeddings are used; the
+ * raw rows have ‖h‖ ≈ 30), with the λ search extended (the default) and on the default grid alone
+ * (`…/grid-only`, `lambdaExtend: 0`), added in session 25 with these written before they ran: (N-a) extended, ERM
+ * and CARROT within 1 point of the raw cell's (52.5 and 55.1; λ ≈ 0.32/30² ≈ 4·10⁻⁴ would make the two problems
+ * the same but for the bias column); (N-b) on the grid alone λ = 0.1, the grid's smallest, about 300 times the
+ * equivalent λ, and whatever ERM and CARROT then give is reported as what the grid's end cost users of such
+ * features before the extension.
+ */
+function l2NormalisedCells(): Cell[] {
+  const rows = (x: tf.Tensor2D) => tf.tidy(() => tf.div(x, tf.norm(x, 2, 1, true)) as tf.Tensor2D);
+  const normalised = async (seed: number): Promise<ExperimentData> => {
+    const data = await cubSizedData(5)(seed);
+    const out = {
+      train: { ...data.train, features: rows(data.train.features) },
+      val: { ...data.val, features: rows(data.val.features) },
+      test: { ...data.test, features: rows(data.test.features) },
+    };
+    tf.dispose([data.train.features, data.val.features, data.test.features]);
+    return out;
+  };
+  return [10, 0].map((lambdaExtend): Cell => ({
+    id: `lambda-extension/l2-normalised/cub-sized/noise=0.2/val=5${lambdaExtend === 0 ? "/grid-only" : ""}`,
+    features: `CUB-sized synthetic, rows L2-normalised${
+      lambdaExtend === 0 ? ", λ on the default grid alone" : ""
+    }`,
+    noise: 0.2,
+    valPerClass: 5,
+    methods: lambdaExtend === 0 ? ["erm", "carrot", "small-loss"] : ["erm", "carrot", "small-loss", "oracle"],
+    data: normalised,
+    lambdaExtend,
+  }));
+}
 
 /**
  * The default alone on SynthBirds rendered by generator seeds 19–22 (added in session 21, expectation fixed before
@@ -841,6 +879,7 @@ export async function benchRobustness(options: RobustnessOptions = {}): Promise<
       data: cell.data,
       methods,
       carrot: cell.carrot,
+      lambdaExtend: cell.lambdaExtend,
       seeds: missing.length > 0 ? missing : kept,
       onRun: (seed, method, m, s, details) =>
         log(

@@ -201,6 +201,8 @@ export interface ExperimentOptions {
   carrot?: CarrotOptions;
   /** λ grid of the ERM tuning (default lambda.ts's). */
   lambdaGrid?: readonly number[];
+  /** λ values tried past the grid's end where its best λ lies (default lambda.ts's; 0: the grid alone). */
+  lambdaExtend?: number;
   /** Called after each (seed, method) run; `details` holds the carrot row's selection. */
   onRun?: (
     seed: number,
@@ -329,7 +331,10 @@ export async function runExperiment(options: ExperimentOptions): Promise<Experim
   );
   for (const seed of seeds) {
     const data = await options.data(seed);
-    const tuned = await tuneLambda(data.train, data.val, { grid: options.lambdaGrid });
+    const tuned = await tuneLambda(data.train, data.val, {
+      grid: options.lambdaGrid,
+      extend: options.lambdaExtend,
+    });
     const erm = tuned.fit;
     try {
       for (const method of methods) {
