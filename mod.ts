@@ -367,6 +367,7 @@ export {
 } from "./lib/carrot/split_validation.ts";
 export {
   defaultLambdaExtension,
+  defaultLambdaExtensionMinDecrease,
   defaultLambdaGrid,
   lambdaGridEdge,
   tuneLambda,

@@ -51,7 +51,7 @@ const schema = z.object({
   ),
   lambdaGrid: numberList.default([...defaultLambdaGrid]).describe("λ grid for the ERM head (tuned on val)"),
   lambdaExtend: z.coerce.number().int().min(0).default(defaultLambdaExtension).describe(
-    "λ values tried past the grid's end where the best λ lies, while the validation NLL falls (0: the grid alone)",
+    "λ values tried past the grid's end where the best λ lies, while each lowers the validation NLL by more than 0.1% (0: the grid alone)",
   ),
   method: z.enum(["carrot", "rro"]).default("carrot").describe(
     "reweighting: carrot (cross-fitted influence descent, selection on val, fallback to ERM) or rro (the " +

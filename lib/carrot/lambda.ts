@@ -7,9 +7,12 @@
  * scaled by c, the same minimiser up to W → W/c at λ → c²λ (exactly so but for the bias column), so L2-normalised
  * embeddings (‖h‖ = 1) want a λ about ‖h‖² ≈ 10³ times smaller than the same features at ‖h‖ ≈ 30. So where the
  * best λ of a grid of at least 3 values is its smallest (largest), the search goes on past that end by the grid's
- * own ratio there, λ_{j+1} = λ_j · (λ_1/λ_2) (resp. λ_j · (λ_n/λ_{n−1})), warm-started from the previous fit, while the
- * validation NLL still falls, for at most `extend` values (default `defaultLambdaExtension`); a λ inside the grid
- * is never affected. `lambdaGridEdge` warns only when the extension ran out.
+ * own ratio there, λ_{j+1} = λ_j · (λ_1/λ_2) (resp. λ_j · (λ_n/λ_{n−1})), warm-started from the previous fit, while
+ * each value lowers the validation NLL by more than the fraction `defaultLambdaExtensionMinDecrease` (0.1%) of the
+ * best so far, for at most `extend` values (default `defaultLambdaExtension`); a λ inside the grid is never
+ * affected. The margin keeps the search from walking towards an unregularised head where the NLL is flat (a
+ * non-separable problem whose NLL tends to the MLE's as λ → 0 falls by 10⁻⁶ per step there). `lambdaGridEdge` warns
+ * only when the extension ran out.
  */
 import type { LabeledFeatures } from "./labeled_features.ts";
 import { disposeHead, fitHead, type HeadFit } from "./head.ts";
@@ -20,6 +23,9 @@ export const defaultLambdaGrid: readonly number[] = Array.from({ length: 9 }, (_
 
 /** Extra λ values tried past the end of the grid where its best λ lies (10: five decades of the default grid). */
 export const defaultLambdaExtension = 10;
+
+/** A λ past the grid's end is kept only if it lowers the best validation NLL by more than this fraction. */
+export const defaultLambdaExtensionMinDecrease = 1e-3;
 
 /** Options of `tuneLambda`. */
 export interface TuneLambdaOptions {
@@ -64,8 +70,8 @@ export async function tuneLambda(
   }
   const rows: TuneLambdaResult["rows"] = [];
   let best: HeadFit | undefined, previous: HeadFit | undefined, bestNll = Infinity, planned = grid.length;
-  /** Fits at λ from `init`, keeps the fit if it is the best so far; true when it is. */
-  const visit = async (lambda: number, init: HeadFit | undefined): Promise<boolean> => {
+  /** Fits at λ from `init`, keeps the fit if its NLL is below (1 − margin) × the best so far; true when it is. */
+  const visit = async (lambda: number, init: HeadFit | undefined, margin = 0): Promise<boolean> => {
     const fit = await fitHead(train, {
       lambda,
       alpha: options.alpha,
@@ -76,7 +82,7 @@ export async function tuneLambda(
     if (previous && previous !== best) disposeHead(previous); // only needed as the warm start
     const metrics = await evaluateHead(fit, val);
     rows.push({ lambda, ...metrics });
-    const improved = metrics.nll < bestNll;
+    const improved = metrics.nll < bestNll * (1 - margin);
     if (improved) {
       if (best) disposeHead(best);
       [best, bestNll] = [fit, metrics.nll];
@@ -93,7 +99,8 @@ export async function tuneLambda(
     for (let j = 1, lambda = grid[end]; j <= extend; j++) {
       planned = n + j;
       lambda *= ratio;
-      if (!(await visit(lambda, end === 0 && j === 1 ? best : previous))) break;
+      const init = end === 0 && j === 1 ? best : previous;
+      if (!(await visit(lambda, init, defaultLambdaExtensionMinDecrease))) break;
     }
   }
   if (previous !== best) disposeHead(previous!);

@@ -2,7 +2,13 @@ import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
 import { selectBackend } from "../../lib/backend.ts";
 import { disposeHead } from "../../lib/carrot/head.ts";
-import { defaultLambdaGrid, lambdaGridEdge, tuneLambda } from "../../lib/carrot/lambda.ts";
+import {
+  defaultLambdaExtensionMinDecrease,
+  defaultLambdaGrid,
+  lambdaGridEdge,
+  tuneLambda,
+} from "../../lib/carrot/lambda.ts";
+import { gateProblem } from "./_trim_candidates.ts";
 import { makeFineGrainedFeatures } from "../../lib/data/synthetic_features.ts";
 
 await selectBackend("wasm", { threads: 1, quiet: true });
@@ -17,32 +23,39 @@ const data = () =>
     seed: 0,
   });
 
-Deno.test("tuneLambda() extends the grid past the end where its best λ lies, until the validation NLL rises", async () => {
+Deno.test("tuneLambda() extends the grid past the end where its best λ lies while the validation NLL falls by > 0.1%", async () => {
   const { train, val, test } = data();
   const inside = await tuneLambda(train, val, { grid: [0.1, 3, 100] });
   assert.deepEqual(inside.rows.map((r) => r.lambda), [0.1, 3, 100], "a λ inside the grid adds no value");
   disposeHead(inside.fit);
-  for (const [grid, direction] of [[[1e4, 1e5, 1e6], "down"], [[1e-6, 1e-5, 1e-4], "up"]] as const) {
+  for (const [grid, direction] of [[[1e4, 1e5, 1e6], "down"], [[1e-3, 1e-2, 1e-1], "up"]] as const) {
     const tuned = await tuneLambda(train, val, { grid });
     const lambdas = tuned.rows.map((r) => r.lambda), nll = tuned.rows.map((r) => r.nll);
     const at = lambdas.indexOf(tuned.lambda);
     assert.ok(
-      tuned.lambda > 1e-4 && tuned.lambda < 1e4,
+      tuned.lambda > 0.1 && tuned.lambda < 1e4,
       `${direction}: λ ${tuned.lambda} left the grid's end`,
     );
     assert.equal(tuned.fit.lambda, tuned.lambda);
-    assert.equal(Math.min(...nll), nll[at], "the kept λ has the lowest validation NLL of every value tried");
-    // the extension goes by the grid's ratio (10) and stops at the first value past the minimum
+    // the extension goes by the grid's ratio (10) and stops at the first value that does not lower the best NLL by
+    // more than the margin; every other value tried has a higher NLL than the kept one
     const extension = direction === "down"
       ? lambdas.slice(0, lambdas.length - 3).reverse()
       : lambdas.slice(3);
     extension.forEach((lambda, j) => {
-      const expected = direction === "down" ? 1e4 / 10 ** (j + 1) : 1e-4 * 10 ** (j + 1);
+      const expected = direction === "down" ? 1e4 / 10 ** (j + 1) : 0.1 * 10 ** (j + 1);
       assert.ok(Math.abs(lambda / expected - 1) < 1e-9, `${direction}: value ${j + 1} is ${lambda}`);
     });
     assert.equal(extension.at(-1), direction === "down" ? lambdas[0] : lambdas.at(-1));
     const last = lambdas.indexOf(extension.at(-1)!);
-    assert.ok(nll[last] >= nll[at] && last !== at, `${direction}: it stopped one value past the minimum`);
+    assert.ok(last !== at, `${direction}: it stopped one value past the kept λ`);
+    assert.ok(
+      nll[last] >= nll[at] * (1 - defaultLambdaExtensionMinDecrease),
+      `${direction}: stopped by the margin`,
+    );
+    nll.forEach((value, i) =>
+      i === last || assert.ok(value >= nll[at], `${direction}: λ ${lambdas[i]} is lower`)
+    );
     assert.equal(lambdaGridEdge(tuned), undefined, `${direction}: no warning once the minimum is inside`);
     disposeHead(tuned.fit);
   }
@@ -82,4 +95,18 @@ Deno.test("tuneLambda() on features scaled by c finds λ near c²·λ: L2-normal
   assert.match(lambdaGridEdge(gridOnly)!, /smallest value of the λ grid/);
   for (const t of [raw, scaled, gridOnly]) disposeHead(t.fit);
   tf.dispose([train.features, val.features, test.features, scaledTrain.features, scaledVal.features]);
+});
+
+Deno.test("tuneLambda() does not walk towards an unregularised head where the validation NLL is flat past the grid", async () => {
+  // noise 0.4, 600 points in d = 16: the NLL falls by 10⁻⁶–10⁻⁴ per decade below λ = 0.01 towards the MLE's
+  const { train, val, test } = gateProblem(0.4);
+  const tuned = await tuneLambda(train, val);
+  const rows = new Map(tuned.rows.map((r) => [Number(r.lambda.toPrecision(6)), r.nll]));
+  assert.equal(Number(tuned.lambda.toPrecision(6)), 0.01, `λ ${tuned.lambda}`);
+  assert.deepEqual([...rows.keys()].slice(0, 3), [0.00316228, 0.01, 0.0316228], "one value past 0.01 tried");
+  const [below, kept] = [rows.get(0.00316228)!, rows.get(0.01)!];
+  assert.ok(below < kept && below > kept * (1 - defaultLambdaExtensionMinDecrease), `${below} vs ${kept}`);
+  assert.equal(lambdaGridEdge(tuned), undefined);
+  disposeHead(tuned.fit);
+  tf.dispose([train.features, val.features, test.features]);
 });
