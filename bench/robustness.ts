@@ -29,8 +29,8 @@
  * average-veto cells (`averageVetoCells`): the best candidate's veto over the top-3 mean, and their replication
  * (`averageVetoReplicationCells`), after which the veto became the default (session 23); and the 40%-trim cells
  * (`trim40Cells`): CARROT offering a 40% trim too, on the grid, the fresh seeds and strong CUB-sized cells; and the
- * path from the graded trim (`trimPathCells`), likewise; and the strong CUB-sized cells rerun with the λ search
- * extended past the grid's end (`lambdaExtensionCells`).
+ * path from the graded trim (`trimPathCells`), likewise; and the λ search extended past the grid's end
+ * (`lambdaExtensionCells`): the strong CUB-sized cells rerun with it, and the CUB-sized cell with L2-normalised rows.
  * Columns: test top-1 mean ± std, ECE before and after temperature scaling (T fitted on val per method), NLL after
  * T, CARROT − ERM (mean ± std of the per-seed difference) and how often CARROT's selection fell back to α = 1.
  *
@@ -58,6 +58,7 @@ import {
   makeFineGrainedFeatures,
 } from "../lib/data/synthetic_features.ts";
 import type { CarrotOptions } from "../lib/carrot/carrot.ts";
+import { unitRows } from "../lib/carrot/knn.ts";
 import { loadImageFeatures, type PipelineFeatures } from "../lib/pipeline/features_input.ts";
 import { selectRows, stratifiedSplitIndices } from "../lib/split.ts";
 import { meanStd } from "../lib/stats.ts";
@@ -504,13 +505,12 @@ const lambdaExtensionCells = (): Cell[] => [
  * features before the extension.
  */
 function l2NormalisedCells(): Cell[] {
-  const rows = (x: tf.Tensor2D) => tf.tidy(() => tf.div(x, tf.norm(x, 2, 1, true)) as tf.Tensor2D);
   const normalised = async (seed: number): Promise<ExperimentData> => {
     const data = await cubSizedData(5)(seed);
     const out = {
-      train: { ...data.train, features: rows(data.train.features) },
-      val: { ...data.val, features: rows(data.val.features) },
-      test: { ...data.test, features: rows(data.test.features) },
+      train: { ...data.train, features: unitRows(data.train.features) },
+      val: { ...data.val, features: unitRows(data.val.features) },
+      test: { ...data.test, features: unitRows(data.test.features) },
     };
     tf.dispose([data.train.features, data.val.features, data.test.features]);
     return out;

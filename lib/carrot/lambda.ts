@@ -48,7 +48,10 @@ export interface TuneLambdaOptions {
 
 /** The selected λ, its fit (owned by the caller) and the validation metrics of every candidate. */
 export interface TuneLambdaResult {
-  /** The λ with the lowest validation NLL. */
+  /**
+   * The λ with the lowest validation NLL among the grid and the extension's kept values (a value past the grid's end
+   * that lowered it by no more than the margin is in `rows` but not kept).
+   */
   lambda: number;
   /** The head at that λ (owned by the caller). */
   fit: HeadFit;

@@ -17,6 +17,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { LabeledFeatures } from "./labeled_features.ts";
 import { readValues } from "./_reads.ts";
+import { unitRows } from "./knn.ts";
 
 /** Options of `neighbourDisagreement`. */
 export interface NeighbourOptions {
@@ -43,10 +44,7 @@ export async function neighbourDisagreement(
   const counts = new Int32Array(n), neighbours = Math.min(k, n - 1);
   if (neighbours < 1) return counts;
   const rows = Math.max(1, Math.floor((options.blockBytes ?? 64 * 2 ** 20) / (4 * n)));
-  const unit = tf.tidy(() => {
-    const centred = tf.sub(train.features, tf.mean(train.features, 0));
-    return tf.div(centred, tf.add(tf.norm(centred, 2, 1, true), 1e-12)) as tf.Tensor2D;
-  });
+  const unit = tf.tidy(() => unitRows(tf.sub(train.features, tf.mean(train.features, 0))));
   try {
     for (let start = 0; start < n; start += rows) {
       const size = Math.min(rows, n - start);
