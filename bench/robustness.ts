@@ -838,6 +838,11 @@ export function robustnessCellData(id: string): Pick<Cell, "data" | "release"> {
   return cell;
 }
 
+/** Every cell id of the bench, in grid order (for other benches that pick cells by id). */
+export function robustnessCellIds(): string[] {
+  return allCells().map((c) => c.id);
+}
+
 /** The cells stored so far, in grid order (for the README and notebook 04, without running anything). */
 export function storedRobustnessCells(): RobustnessCell[] {
   return allCells().map((c) => loadResult(c.id, false)).filter((

@@ -3,7 +3,8 @@
  * backbone, experiment, debugging, detection (mislabel detection on image sets), reweight, consistency (why the
  * consistency term hurt), robustness and selection-evidence (default: all but detection, robustness and
  * selection-evidence, which materialise image sets or take about an hour and half an hour; `--only` picks the
- * last two's cells, and `--shard`, `--rerun` and `--fresh` steer robustness). Each
+ * last three's cells, `--shard`, `--rerun` and `--fresh` steer robustness, and `--seeds`, `--fractions` and
+ * `--rankings` detection). Each
  * prints throughput and the ratio to the reference figures in `../shared/REFERENCE.md`; rerun those baselines
  * side by side when comparing, since this machine type drifts 2–3× (REFERENCE.md).
  */
@@ -22,6 +23,7 @@ import { type ExperimentMethod, experimentMethods } from "../lib/carrot/experime
 import { benchConsistency } from "../bench/consistency.ts";
 import { benchSelectionEvidence } from "../bench/selection_evidence.ts";
 import { benchDetection } from "../bench/detection.ts";
+import { type SuspectRanking, suspectRankings } from "../lib/carrot/debug.ts";
 
 interface SuiteOptions {
   dump?: string;
@@ -29,6 +31,9 @@ interface SuiteOptions {
   fresh?: boolean;
   shard?: string;
   rerun?: ExperimentMethod[];
+  seeds?: number[];
+  fractions?: number[];
+  rankings?: SuspectRanking[];
 }
 
 const suites: Record<string, (options: SuiteOptions) => Promise<void>> = {
@@ -49,6 +54,10 @@ const suites: Record<string, (options: SuiteOptions) => Promise<void>> = {
 };
 const slow = new Set(["robustness", "selection-evidence", "detection"]);
 
+/** A comma-separated list of numbers (one number alone may arrive parsed), each checked by `item`. */
+const numberList = (item: z.ZodNumber) =>
+  z.union([z.number(), z.string()]).transform((v) => String(v).split(",").map(Number)).pipe(z.array(item));
+
 const Options = z.object({
   backend: z.enum(["auto", "webgpu", "wasm", "cpu"]).default("auto").describe("tfjs backend"),
   threads: z.number().int().min(1).optional().describe("WASM threads (default: all cores)"),
@@ -56,7 +65,7 @@ const Options = z.object({
     "head: write its two problems for the sklearn baseline (the non-trivial one here, REFERENCE §3's in ./reference)",
   ),
   only: z.string().optional().describe(
-    "robustness, selection-evidence: run only the cells whose id matches this regular expression",
+    "robustness, selection-evidence, detection: run only the cells whose id matches this regular expression",
   ),
   shard: z.string().regex(/^\d+\/\d+$/, "expected i/n").optional().describe(
     "robustness: run every n-th cell from the i-th (i/n)",
@@ -64,6 +73,15 @@ const Options = z.object({
   rerun: z.string().transform((s) => s.split(",")).pipe(z.array(z.enum(experimentMethods))).optional()
     .describe("robustness: recompute these rows (comma-separated methods) of stored cells"),
   fresh: z.boolean().default(false).describe("robustness: ignore stored cells"),
+  seeds: numberList(z.number().int().min(0)).optional().describe(
+    "detection: split seeds (comma-separated; default 0)",
+  ),
+  fractions: numberList(z.number().gt(0).lt(1)).optional().describe(
+    "detection: shares removed per class by each ranking's filter (comma-separated; default 0.2)",
+  ),
+  rankings: z.string().transform((s) => s.split(",")).pipe(
+    z.array(z.enum(suspectRankings as unknown as [SuspectRanking, ...SuspectRanking[]])),
+  ).optional().describe("detection: rankings to compute (comma-separated; default all)"),
   suites: z.array(z.enum(Object.keys(suites) as [string, ...string[]])).default([]).describe("suites to run"),
 });
 const values = parseCommandLine(Options, Deno.args, {
@@ -84,6 +102,9 @@ await runTask("bench", async () => {
         fresh: values.fresh,
         shard: values.shard,
         rerun: values.rerun,
+        seeds: values.seeds,
+        fractions: values.fractions,
+        rankings: values.rankings,
       });
     }
   } finally {
