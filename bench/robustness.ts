@@ -330,6 +330,39 @@ const knnTrimCells = () => [
 ];
 
 /**
+ * CARROT offering the trims by the ERM head's EK-FAC self-influence too (`carrot-self-influence-trims`; session 26):
+ * the same cells as `gradedTrimCells`, as `self-influence-trim/…` and `self-influence-trim-fresh/…`, and SynthBirds
+ * rendered by generator seeds 23–26 (`unseen-images/…`; image data no step has seen), with the default's rows,
+ * small-loss and the oracle. Why: session 26's detection bench found the attribution score the best detector of the
+ * mislabelled points on the CUB-sized features (AUROC 0.814 against 0.806 for the loss on seeds 0–2; 0.817 against
+ * 0.810 on seeds 3–5, as written down before they ran) and the weakest non-random one on the SynthBirds image sets
+ * (0.851 against 0.871 on generator seeds 11–22). Rule, written and committed before any of these cells ran (the
+ * five criteria of sessions 17–20), against the default's stored rows on the same seeds: (S-a) acceptance 1 in every
+ * grid cell, and on every new image set where the default meets it; (S-b) no grid cell down by more than 1 point;
+ * (S-c) a mean change ≥ 0 over the 14 grid cells; (S-d) ≥ 0 over the 8 fresh-seed cells; (S-e) a gain (> 0) over
+ * the default on the four new image sets, the main criterion. Expectation, also written first: the CUB-sized cells
+ * gain a few tenths, the Gaussian 50-class cells do not move (their trims seldom reach the top 3), and (S-e) is in
+ * doubt, since val could not tell two detectors apart on image sets before (session 17). All five hold: the default;
+ * otherwise opt-in.
+ */
+const selfInfluenceTrimCells = () => [
+  ...variantCells(
+    "self-influence-trim",
+    ["erm", "carrot-self-influence-trims"],
+    undefined,
+    /^(synthetic|cub-sized)\//,
+  ),
+  ...freshSeedCells("self-influence-trim-fresh", ["erm", "carrot-self-influence-trims"]),
+  ...unseenImageCells([23, 24, 25, 26], [
+    "erm",
+    "carrot",
+    "carrot-self-influence-trims",
+    "small-loss",
+    "oracle",
+  ]),
+];
+
+/**
  * CARROT offering the trims by the ERM head's in-sample losses too (`carrot-in-sample-trims`; added in session 17,
  * rule fixed before it ran, failed, so opt-in; README "The in-sample trims"): the same cells as `gradedTrimCells`,
  * as `in-sample-trim/…` and `in-sample-trim-fresh/…`; and SynthBirds rendered by generator seeds 3–6, image data no
@@ -818,6 +851,7 @@ const allCells = () => [
   ...consistencyDefaultCells(),
   ...knnTrimCells(),
   ...inSampleTrimCells(),
+  ...selfInfluenceTrimCells(),
   ...bootstrapAverageCells(),
   ...refinedTrimCells(),
   ...gradedIncumbentCells(),

@@ -91,6 +91,10 @@ const schema = z.object({
     "carrot: also offer the trims (10/20/30% and graded) ranked by the ERM head's in-sample losses, what " +
       "small-loss filtering ranks by (default off: measured in session 17 and failed its rule, README)",
   ),
+  selfInfluenceTrim: z.boolean().optional().describe(
+    "carrot: also offer the trims (10/20/30% and graded) ranked by the ERM head's EK-FAC self-influence, the " +
+      "attribution score (default off: measured in session 26, README)",
+  ),
   refinedTrim: z.boolean().optional().describe(
     "carrot: rank the trims by the out-of-fold losses of fold heads refitted at the first graded trim's α " +
       "(cleaner judges; default off: measured in session 19 and failed its rule, README)",

@@ -20,6 +20,7 @@
  *      that carry another label (`neighbours.ts`): where the features' classes are clusters rather than linearly
  *      separated clouds it can find mislabelled points a linear head's losses miss. With `inSampleTrim` (opt-in)
  *      they are offered once more ranked by the ERM head's in-sample losses, small-loss filtering's detector. With
+ *      `selfInfluenceTrim` (opt-in) once more by the ERM head's EK-FAC self-influence, the attribution score. With
  *      `refinedTrim` (opt-in) the trims rank instead by the out-of-fold losses of fold heads refitted at the graded
  *      trim's α, cleaner judges (`refined_trim.ts`). With `trimPath` (opt-in) one more self-weighted path at γ = 0
  *      starts at the graded trim's α, a first-order refinement of the zeroth-order trim. Each candidate is refitted
@@ -75,6 +76,7 @@ import { averageTopCandidates } from "./top_average.ts";
 import { bootstrapAverageCandidates } from "./bootstrap_average.ts";
 import { refinedTrimLosses } from "./refined_trim.ts";
 import { noiseRateEvidence } from "./noise_evidence.ts";
+import { selfInfluence } from "./influence.ts";
 import { gradedIncumbent, type IncumbentReport } from "./incumbent.ts";
 
 /** Options of `carrotReweight`, with their defaults (fixed before the robustness grid was run). */
@@ -133,6 +135,12 @@ export interface CarrotOptions extends
    * (default `defaultInSampleTrim`: false, opt-in). Needs `trimFractions`.
    */
   inSampleTrim?: boolean;
+  /**
+   * Also offer the trims at `trimFractions` (and, with `gradedTrim`, their mean) ranked by the ERM head's EK-FAC
+   * self-influence ∇ℓ_iᵀ H⁻¹ ∇ℓ_i (`selfInfluence`, the attribution score of `rankSuspects`) beside those by
+   * out-of-fold loss (default `defaultSelfInfluenceTrim`: false, opt-in). Needs `trimFractions`.
+   */
+  selfInfluenceTrim?: boolean;
   /**
    * Rank the trims (at `trimFractions`, and with `gradedTrim` their mean) by refined out-of-fold losses instead:
    * those of fold heads fitted at the graded trim's α of the first ranking (`refined_trim.ts`), over the same fold
@@ -314,6 +322,15 @@ export const defaultNeighbourK = 0;
 export const defaultInSampleTrim = false;
 
 /**
+ * Whether the self-influence trims are offered by default (`CarrotOptions.selfInfluenceTrim`): false. Session 26's
+ * detection bench found self-influence the best detector of the mislabelled points on the CUB-sized features (AUROC
+ * 0.814 against 0.806 for the loss) and the weakest non-random one on the SynthBirds image sets (0.851 against
+ * 0.871); as candidates beside the out-of-fold trims they are measured against a rule fixed before their cells ran
+ * (README, "The self-influence trims"; the `self-influence-trim/…` cells).
+ */
+export const defaultSelfInfluenceTrim = false;
+
+/**
  * Whether the trims rank by refined out-of-fold losses by default (`CarrotOptions.refinedTrim`): false. Measured in
  * session 19 against a rule fixed before their cells ran (README, "The refined trims"), they failed two of its five
  * criteria: on SynthBirds rendered by four new generator seeds CARROT with them scored 0.18 point below the default
@@ -362,8 +379,10 @@ export function describeCandidate(label: Record<string, number | string>): strin
     ? `k-NN label disagreement (k ${label.k}; ties by out-of-fold loss${refined}${bySplits})`
     : weighting.includes("in-sample")
     ? "in-sample loss (ERM head)"
+    : weighting.includes("self-influence")
+    ? "self-influence (ERM head, EK-FAC)"
     : `out-of-fold loss${refined}${bySplits}`;
-  if (["trim", "knn-trim", "in-sample-trim"].includes(weighting)) {
+  if (["trim", "knn-trim", "in-sample-trim", "self-influence-trim"].includes(weighting)) {
     return `trim ${Math.round(Number(label.fraction) * 100)}% by ${by}`;
   }
   if (weighting.startsWith("graded-")) {
@@ -441,6 +460,8 @@ export interface CarrotResult {
   neighbourCounts?: Int32Array;
   /** The ERM head's in-sample losses that the in-sample trims ranked `[n]`; absent when none was offered. */
   inSampleLosses?: Float64Array;
+  /** The ERM head's self-influences that the self-influence trims ranked `[n]`; absent when none was offered. */
+  selfInfluences?: Float32Array;
   /**
    * With `bootstrapAverage`: π_c, the share of resamples of val on which candidate c was the lowest, one per
    * selection row before the appended bootstrap-mean row (Σ π = 1).
@@ -598,6 +619,10 @@ export async function carrotReweight(
       ? await inSampleLosses(erm, train)
       : undefined;
     trims.push(...trimCandidates(inSample, train.labels, fractions, graded, "in-sample-trim", {}));
+    const influences = (options.selfInfluenceTrim ?? defaultSelfInfluenceTrim) && fractions.length > 0
+      ? await selfInfluence(erm, train, train, { method: "ekfac" })
+      : undefined;
+    trims.push(...trimCandidates(influences, train.labels, fractions, graded, "self-influence-trim", {}));
     for (const trim of trims) {
       pathOf.push(-1);
       await scorer.add(trim);
@@ -690,6 +715,7 @@ export async function carrotReweight(
       trimLosses: fractions.length > 0 ? trimLosses : undefined,
       neighbourCounts,
       inSampleLosses: inSample,
+      selfInfluences: influences,
       bootstrapWeights,
       selection,
     };

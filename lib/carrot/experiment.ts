@@ -16,6 +16,9 @@
  *                           against a rule it missed by one criterion (README), so not the default (opt-in);
  *   carrot-in-sample-trims  CARROT with the trims by the ERM head's in-sample losses too (`inSampleTrim: true`):
  *                           measured in session 17 against a rule it failed (README), so not the default (opt-in);
+ *   carrot-self-influence-trims CARROT with the trims by the ERM head's EK-FAC self-influence too
+ *                           (`selfInfluenceTrim: true`): measured in session 26 against a rule fixed before it ran
+ *                           (README), opt-in;
  *   carrot-bootstrap        CARROT with the bootstrap-weighted mean of its candidates instead of the top-3 mean
  *                           (`bootstrapAverage` = `bootstrapAverageReplicates`, 1000): measured in session 18
  *                           against a rule whose main criterion it missed (README), so not the default (opt-in);
@@ -90,6 +93,7 @@ export type ExperimentMethod =
   | "carrot-gamma0"
   | "carrot-knn"
   | "carrot-in-sample-trims"
+  | "carrot-self-influence-trims"
   | "carrot-bootstrap"
   | "carrot-refined-trims"
   | "carrot-graded-incumbent"
@@ -117,6 +121,7 @@ export const experimentMethods: readonly ExperimentMethod[] = [
   "carrot-gamma0",
   "carrot-knn",
   "carrot-in-sample-trims",
+  "carrot-self-influence-trims",
   "carrot-bootstrap",
   "carrot-refined-trims",
   "carrot-graded-incumbent",
@@ -140,7 +145,7 @@ export const experimentMethods: readonly ExperimentMethod[] = [
 /**
  * Rows `runExperiment` runs only when asked: the oracle (needs ground truth), the split-validation rows, CARROT
  * without its challenger, CARROT's paths given explicitly with or without γ = 10, and CARROT's measured variants
- * (k-NN, in-sample, refined and 40% trims, the path from the graded trim, the bootstrap-weighted mean, the graded
+ * (k-NN, in-sample, self-influence, refined and 40% trims, the path from the graded trim, the bootstrap-weighted mean, the graded
  * incumbent, the average veto).
  */
 const optInMethods: readonly ExperimentMethod[] = [
@@ -149,6 +154,7 @@ const optInMethods: readonly ExperimentMethod[] = [
   "carrot-gamma0",
   "carrot-knn",
   "carrot-in-sample-trims",
+  "carrot-self-influence-trims",
   "carrot-bootstrap",
   "carrot-refined-trims",
   "carrot-graded-incumbent",
@@ -347,6 +353,7 @@ export async function runExperiment(options: ExperimentOptions): Promise<Experim
             ...(method === "carrot-gamma0" ? { paths: carrotPaths([0]) } : {}),
             ...(method === "carrot-knn" ? { neighbourK: knnTrimK } : {}),
             ...(method === "carrot-in-sample-trims" ? { inSampleTrim: true } : {}),
+            ...(method === "carrot-self-influence-trims" ? { selfInfluenceTrim: true } : {}),
             ...(method === "carrot-bootstrap" ? { bootstrapAverage: bootstrapAverageReplicates } : {}),
             ...(method === "carrot-refined-trims" ? { refinedTrim: true } : {}),
             ...(method === "carrot-graded-incumbent" ? { gradedIncumbent: true } : {}),

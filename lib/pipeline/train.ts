@@ -127,6 +127,8 @@ export interface TrainConfig {
   neighbourK?: number;
   /** CARROT: also offer the trims by the ERM head's in-sample losses (default `defaultInSampleTrim`). */
   inSampleTrim?: boolean;
+  /** CARROT: also offer the trims by the ERM head's self-influence (default `defaultSelfInfluenceTrim`). */
+  selfInfluenceTrim?: boolean;
   /** CARROT: rank the trims by refined out-of-fold losses (default `defaultRefinedTrim`). */
   refinedTrim?: boolean;
   /** CARROT: the graded trim as incumbent where the training data show noise (default `defaultGradedIncumbent`). */
@@ -408,6 +410,7 @@ async function reweightSeed(
       gradedTrim: config.gradedTrim,
       neighbourK: config.neighbourK,
       inSampleTrim: config.inSampleTrim,
+      selfInfluenceTrim: config.selfInfluenceTrim,
       refinedTrim: config.refinedTrim,
       gradedIncumbent: config.gradedIncumbent,
       trimPath: config.trimPath,

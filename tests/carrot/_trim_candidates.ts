@@ -1,4 +1,4 @@
-/** Checks shared by the tests of CARROT's trim candidates (out-of-fold, k-NN, in-sample). */
+/** Checks shared by the tests of CARROT's trim candidates (out-of-fold, k-NN, in-sample, self-influence). */
 import assert from "node:assert/strict";
 import type { LabeledFeatures } from "../../lib/carrot/labeled_features.ts";
 import type { CarrotResult } from "../../lib/carrot/carrot.ts";
@@ -49,6 +49,7 @@ export const trimOptions = {
   averageTop: 1,
   neighbourK: 0,
   inSampleTrim: false,
+  selfInfluenceTrim: false,
 };
 
 /** Each α of `alphas`, scored alone by `selectWeighting`, gets the calibrated val loss of its row of `rows`. */
