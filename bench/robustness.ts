@@ -343,7 +343,8 @@ const knnTrimCells = () => [
  * the default on the four new image sets, the main criterion. Expectation, also written first: the CUB-sized cells
  * gain a few tenths, the Gaussian 50-class cells do not move (their trims seldom reach the top 3), and (S-e) is in
  * doubt, since val could not tell two detectors apart on image sets before (session 17). All five hold: the default;
- * otherwise opt-in.
+ * otherwise opt-in. Outcome: all five held (README, "The self-influence trims"); the default since session 26, and the
+ * main grid's and fresh-seed cells' `carrot` rows were rerun with it.
  */
 const selfInfluenceTrimCells = () => [
   ...variantCells(

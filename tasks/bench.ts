@@ -3,10 +3,10 @@
  * backbone, experiment, debugging, detection (mislabel detection on image sets), reweight, consistency (why the
  * consistency term hurt), robustness and selection-evidence (default: all but detection, robustness and
  * selection-evidence, which materialise image sets or take about an hour and half an hour; `--only` picks the
- * last three's cells, `--shard`, `--rerun` and `--fresh` steer robustness, and `--seeds`, `--fractions` and
- * `--rankings` detection). Each
- * prints throughput and the ratio to the reference figures in `../shared/REFERENCE.md`; rerun those baselines
- * side by side when comparing, since this machine type drifts 2–3× (REFERENCE.md).
+ * last three's cells, `--shard`, `--rerun` and `--fresh` steer robustness, `--seeds` robustness and detection,
+ * and `--fractions` and `--rankings` detection). Each prints throughput and the ratio to the reference figures in
+ * `../shared/REFERENCE.md`; rerun those baselines side by side when comparing, since this machine type drifts 2–3×
+ * (REFERENCE.md).
  */
 import { z } from "zod";
 import { releaseBackend, selectBackend } from "../lib/backend.ts";
@@ -74,7 +74,7 @@ const Options = z.object({
     .describe("robustness: recompute these rows (comma-separated methods) of stored cells"),
   fresh: z.boolean().default(false).describe("robustness: ignore stored cells"),
   seeds: numberList(z.number().int().min(0)).optional().describe(
-    "detection: split seeds (comma-separated; default 0)",
+    "detection: split seeds (comma-separated; default 0); robustness: run these seeds instead of each cell's own",
   ),
   fractions: numberList(z.number().gt(0).lt(1)).optional().describe(
     "detection: shares removed per class by each ranking's filter (comma-separated; default 0.2)",

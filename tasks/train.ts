@@ -93,7 +93,7 @@ const schema = z.object({
   ),
   selfInfluenceTrim: z.boolean().optional().describe(
     "carrot: also offer the trims (10/20/30% and graded) ranked by the ERM head's EK-FAC self-influence, the " +
-      "attribution score (default off: measured in session 26, README)",
+      "attribution score (default on since session 26, when it held its rule; README)",
   ),
   refinedTrim: z.boolean().optional().describe(
     "carrot: rank the trims by the out-of-fold losses of fold heads refitted at the first graded trim's α " +

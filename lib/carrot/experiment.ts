@@ -18,7 +18,7 @@
  *                           measured in session 17 against a rule it failed (README), so not the default (opt-in);
  *   carrot-self-influence-trims CARROT with the trims by the ERM head's EK-FAC self-influence too
  *                           (`selfInfluenceTrim: true`): measured in session 26 against a rule fixed before it ran
- *                           (README), opt-in;
+ *                           (README), the default since then, so the same head as `carrot`;
  *   carrot-bootstrap        CARROT with the bootstrap-weighted mean of its candidates instead of the top-3 mean
  *                           (`bootstrapAverage` = `bootstrapAverageReplicates`, 1000): measured in session 18
  *                           against a rule whose main criterion it missed (README), so not the default (opt-in);

@@ -14,6 +14,7 @@ import {
   defaultCarrotPaths,
   defaultInSampleTrim,
   defaultNeighbourK,
+  defaultSelfInfluenceTrim,
   defaultTrimFractions,
   describeCandidate,
 } from "../../lib/carrot/carrot.ts";
@@ -160,6 +161,7 @@ Deno.test("outOfFoldLosses(): the mean over fold assignments of each point's los
     trimSplits: 3,
     neighbourK: 0, // nor about the k-NN trims (neighbours_test.ts)
     inSampleTrim: false, // nor about the in-sample trims (in_sample_trim_test.ts)
+    selfInfluenceTrim: false, // nor about the self-influence trims (self_influence_trim_test.ts)
     tol: 1e-8,
     z: 0, // keep any gain: this test is about which points the trimming drops, not about the veto
     validationPath: false, // nor about the challenger
@@ -216,6 +218,7 @@ Deno.test("carrotReweight(): gradedTrim offers the mean of the trims as one more
     gradedTrim: true,
     neighbourK: 0, // the k-NN trims: neighbours_test.ts
     inSampleTrim: false, // the in-sample trims: in_sample_trim_test.ts
+    selfInfluenceTrim: false, // the self-influence trims: self_influence_trim_test.ts
     tol: 1e-8,
     z: 0,
     validationPath: false,
@@ -254,6 +257,7 @@ Deno.test("carrotReweight(): averageTop k refits at the mean α of the k candida
     trimFractions: fractions,
     neighbourK: 0, // the k-NN trims: neighbours_test.ts
     inSampleTrim: false, // the in-sample trims: in_sample_trim_test.ts
+    selfInfluenceTrim: false, // the self-influence trims: self_influence_trim_test.ts
     tol: 1e-8,
     z: 0,
     validationPath: false,
@@ -319,6 +323,7 @@ Deno.test("carrotReweight(): averageVeto keeps the best candidate alone exactly 
     trimFractions: [0.1, 0.2, 0.3],
     neighbourK: 0,
     inSampleTrim: false,
+    selfInfluenceTrim: false,
     tol: 1e-8,
     z: 0,
     validationPath: false,
@@ -465,7 +470,8 @@ Deno.test("carrotReweight(): falls back to α = 1 without harmful points, keeps 
     noisyRun.selection.rows.length,
     1 +
       noisyRun.trajectories.reduce((s, t) => s + t.steps.filter((e) => e.step > 0 && e.accepted).length, 0) +
-      (1 + Number(defaultNeighbourK > 0) + Number(defaultInSampleTrim)) * (defaultTrimFractions.length + 1) +
+      (1 + Number(defaultNeighbourK > 0) + Number(defaultInSampleTrim) + Number(defaultSelfInfluenceTrim)) *
+        (defaultTrimFractions.length + 1) +
       1,
     "every accepted step, every trimming and the graded trimming (by each detector in use) and the mean of the best " +
       "three are candidates",
