@@ -6,6 +6,7 @@ import { disposeHead } from "../../lib/carrot/head.ts";
 import { selectWeighting } from "../../lib/carrot/selection.ts";
 import { assertClose } from "../_assert.ts";
 import { makeFineGrainedFeatures } from "../../lib/data/synthetic_features.ts";
+import { lossTrimAlpha, meanAlpha } from "../../lib/carrot/trim.ts";
 
 /** A small problem at within-group noise 0.4 (8 classes, 25 train and 10 val per class) for the trim tests. */
 export const trimProblem = () =>
@@ -94,4 +95,27 @@ export function assertTrimRows(run: Pick<CarrotResult, "selection">, weighting: 
     weighting,
     `graded-${weighting}`,
   ]);
+}
+
+/**
+ * A second detector's candidates (rows 4–6 after ERM and the out-of-fold trims of `trimOptions`) are the mass-keeping
+ * trims by its `scores` and their mean: each α, scored alone, gets its row's val loss, and the middle trim drops
+ * mislabelled points more often than train holds them.
+ */
+export async function assertDetectorTrims(
+  run: Pick<CarrotResult, "selection">,
+  data: { train: LabeledFeatures & { mislabeled: Uint8Array }; val: LabeledFeatures },
+  scores: ArrayLike<number>,
+): Promise<void> {
+  const { lambda, numClasses, trimFractions } = trimOptions;
+  const trims = trimFractions.map((q) =>
+    lossTrimAlpha(scores, data.train.labels, q, { keepClassMass: true })
+  );
+  await assertScoredAlone(run, data, [4, 5, 6], [...trims, meanAlpha(trims)], { lambda, numClasses });
+  assertDropsMislabelled(trims[1], data.train.mislabeled);
+}
+
+/** Without the second detector only ERM and the out-of-fold trims (and their graded mean) are candidates. */
+export function assertOutOfFoldTrimsOnly(run: Pick<CarrotResult, "selection">): void {
+  assert.deepEqual(run.selection.rows.map((r) => r.label.weighting), ["none", "trim", "trim", "graded-trim"]);
 }

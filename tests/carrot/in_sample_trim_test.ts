@@ -2,14 +2,13 @@ import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
 import { selectBackend } from "../../lib/backend.ts";
 import { carrotReweight, describeCandidate } from "../../lib/carrot/carrot.ts";
-import { lossTrimAlpha, meanAlpha } from "../../lib/carrot/trim.ts";
 import { disposeHead, fitHead, inSampleLosses } from "../../lib/carrot/head.ts";
 import { readValues } from "../../lib/carrot/_reads.ts";
 import { assertClose } from "../_assert.ts";
 import { probabilities64 } from "../_reference_head.ts";
 import {
-  assertDropsMislabelled,
-  assertScoredAlone,
+  assertDetectorTrims,
+  assertOutOfFoldTrimsOnly,
   assertTrimRows,
   trimOptions,
   trimProblem,
@@ -37,7 +36,7 @@ Deno.test("inSampleLosses(): −log p_{y_i} of a float64 softmax at the head's o
 Deno.test("carrotReweight(): inSampleTrim offers the trims by the ERM head's in-sample losses, graded one included", async () => {
   const data = trimProblem(),
     options = trimOptions,
-    { lambda, numClasses, trimFractions: fractions } = options;
+    { lambda, numClasses } = options;
   const before = tf.memory().numTensors;
   const run = await carrotReweight(data.train, data.val, { ...options, inSampleTrim: true });
   const labels = run.selection.rows.map((r) => r.label);
@@ -55,15 +54,11 @@ Deno.test("carrotReweight(): inSampleTrim offers the trims by the ERM head's in-
     what: "losses",
   });
   disposeHead(erm);
-  // ... and the candidates are the mass-keeping trims by them: each α, scored alone, gets its row's val loss
-  const trims = fractions.map((q) =>
-    lossTrimAlpha(run.inSampleLosses!, data.train.labels, q, { keepClassMass: true })
-  );
-  await assertScoredAlone(run, data, [4, 5, 6], [...trims, meanAlpha(trims)], { lambda, numClasses });
-  assertDropsMislabelled(trims[1], data.train.mislabeled);
+  // ... and the candidates are the mass-keeping trims by them
+  await assertDetectorTrims(run, data, run.inSampleLosses!);
   disposeHead(run.fit);
   const off = await carrotReweight(data.train, data.val, { ...options, inSampleTrim: false });
-  assert.deepEqual(off.selection.rows.map((r) => r.label.weighting), ["none", "trim", "trim", "graded-trim"]);
+  assertOutOfFoldTrimsOnly(off);
   assert.equal(off.inSampleLosses, undefined);
   disposeHead(off.fit);
   // without trimming fractions there is nothing to offer

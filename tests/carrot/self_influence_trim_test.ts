@@ -2,13 +2,12 @@ import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
 import { selectBackend } from "../../lib/backend.ts";
 import { carrotReweight, describeCandidate } from "../../lib/carrot/carrot.ts";
-import { lossTrimAlpha, meanAlpha } from "../../lib/carrot/trim.ts";
 import { disposeHead, fitHead } from "../../lib/carrot/head.ts";
 import { selfInfluence } from "../../lib/carrot/influence.ts";
 import { assertClose } from "../_assert.ts";
 import {
-  assertDropsMislabelled,
-  assertScoredAlone,
+  assertDetectorTrims,
+  assertOutOfFoldTrimsOnly,
   assertTrimRows,
   trimOptions,
   trimProblem,
@@ -19,7 +18,7 @@ await selectBackend("wasm", { threads: 1, quiet: true });
 Deno.test("carrotReweight(): selfInfluenceTrim offers the trims by the ERM head's self-influence, graded one included", async () => {
   const data = trimProblem(),
     options = trimOptions,
-    { lambda, numClasses, trimFractions: fractions } = options;
+    { lambda, numClasses } = options;
   const before = tf.memory().numTensors;
   const run = await carrotReweight(data.train, data.val, { ...options, selfInfluenceTrim: true });
   const labels = run.selection.rows.map((r) => r.label);
@@ -37,15 +36,11 @@ Deno.test("carrotReweight(): selfInfluenceTrim offers the trims by the ERM head'
     what: "self-influences",
   });
   disposeHead(erm);
-  // ... and the candidates are the mass-keeping trims by them: each α, scored alone, gets its row's val loss
-  const trims = fractions.map((q) =>
-    lossTrimAlpha(run.selfInfluences!, data.train.labels, q, { keepClassMass: true })
-  );
-  await assertScoredAlone(run, data, [4, 5, 6], [...trims, meanAlpha(trims)], { lambda, numClasses });
-  assertDropsMislabelled(trims[1], data.train.mislabeled);
+  // ... and the candidates are the mass-keeping trims by them
+  await assertDetectorTrims(run, data, run.selfInfluences!);
   disposeHead(run.fit);
   const off = await carrotReweight(data.train, data.val, { ...options, selfInfluenceTrim: false });
-  assert.deepEqual(off.selection.rows.map((r) => r.label.weighting), ["none", "trim", "trim", "graded-trim"]);
+  assertOutOfFoldTrimsOnly(off);
   assert.equal(off.selfInfluences, undefined);
   disposeHead(off.fit);
   assert.equal(tf.memory().numTensors, before, "tensors leaked");
