@@ -21,6 +21,20 @@ export class UsageError extends InputError {
   }
 }
 
+/**
+ * A list option: comma-separated on the command line (`--seeds 0,1,2`), an array or a single value in a `--config`
+ * file; every item checked by `item`, so `1,abc` or `1,,2` is refused naming the item.
+ */
+export function listOf<T extends z.ZodType>(item: T, parse: (text: string) => unknown = (text) => text) {
+  return z.union([z.array(z.unknown()), z.string(), z.number()])
+    .transform((v) => Array.isArray(v) ? v : typeof v === "number" ? [v] : v.split(",").map(parse))
+    .pipe(z.array(item));
+}
+
+/** `listOf` for numbers: each comma-separated item read as a number (an empty one as NaN, which `item` refuses). */
+export const numberList = (item: z.ZodNumber) =>
+  listOf(item, (text) => text.trim() === "" ? NaN : Number(text));
+
 /** How a task is called, for `--help` and for what the schema cannot say. */
 export interface CommandLineSpec {
   /** The task's name as in `deno task <task>`, e.g. `train`. */

@@ -10,7 +10,7 @@
  */
 import { z } from "zod";
 import { releaseBackend, selectBackend } from "../lib/backend.ts";
-import { parseCommandLine, runTask } from "./_cli.ts";
+import { listOf, numberList, parseCommandLine, runTask } from "./_cli.ts";
 import { log } from "../lib/progress.ts";
 import { benchBackbone } from "../bench/backbone.ts";
 import { benchHead } from "../bench/head.ts";
@@ -54,10 +54,6 @@ const suites: Record<string, (options: SuiteOptions) => Promise<void>> = {
 };
 const slow = new Set(["robustness", "selection-evidence", "detection"]);
 
-/** A comma-separated list of numbers (one number alone may arrive parsed), each checked by `item`. */
-const numberList = (item: z.ZodNumber) =>
-  z.union([z.number(), z.string()]).transform((v) => String(v).split(",").map(Number)).pipe(z.array(item));
-
 const Options = z.object({
   backend: z.enum(["auto", "webgpu", "wasm", "cpu"]).default("auto").describe("tfjs backend"),
   threads: z.number().int().min(1).optional().describe("WASM threads (default: all cores)"),
@@ -70,7 +66,7 @@ const Options = z.object({
   shard: z.string().regex(/^\d+\/\d+$/, "expected i/n").optional().describe(
     "robustness: run every n-th cell from the i-th (i/n)",
   ),
-  rerun: z.string().transform((s) => s.split(",")).pipe(z.array(z.enum(experimentMethods))).optional()
+  rerun: listOf(z.enum(experimentMethods)).optional()
     .describe("robustness: recompute these rows (comma-separated methods) of stored cells"),
   fresh: z.boolean().default(false).describe("robustness: ignore stored cells"),
   seeds: numberList(z.number().int().min(0)).optional().describe(
@@ -79,9 +75,8 @@ const Options = z.object({
   fractions: numberList(z.number().gt(0).lt(1)).optional().describe(
     "detection: shares removed per class by each ranking's filter (comma-separated; default 0.2)",
   ),
-  rankings: z.string().transform((s) => s.split(",")).pipe(
-    z.array(z.enum(suspectRankings as unknown as [SuspectRanking, ...SuspectRanking[]])),
-  ).optional().describe("detection: rankings to compute (comma-separated; default all)"),
+  rankings: listOf(z.enum(suspectRankings as unknown as [SuspectRanking, ...SuspectRanking[]])).optional()
+    .describe("detection: rankings to compute (comma-separated; default all)"),
   suites: z.array(z.enum(Object.keys(suites) as [string, ...string[]])).default([]).describe("suites to run"),
 });
 const values = parseCommandLine(Options, Deno.args, {

@@ -16,12 +16,7 @@ import { defaultCarrotGammas } from "../lib/carrot/carrot.ts";
 import { runTraining, type TrainConfig } from "../lib/pipeline/train.ts";
 import { NO_VALIDATION_DATA } from "../lib/pipeline/features_input.ts";
 import { log } from "../lib/progress.ts";
-import { parseCommandLine, runTask, UsageError } from "./_cli.ts";
-
-const numberList = z.union([
-  z.array(z.number().positive()),
-  z.string().transform((s) => s.split(",").map(Number)),
-]);
+import { listOf, numberList, parseCommandLine, runTask, UsageError } from "./_cli.ts";
 
 const DEFAULT_WEIGHTS = "data/weights/vit_tiny_synth.safetensors";
 
@@ -39,7 +34,7 @@ const schema = z.object({
     "timm safetensors weights (default: <model>/model.safetensors for a timm hub folder, else " +
       `${DEFAULT_WEIGHTS})`,
   ),
-  features: z.union([z.array(z.string()), z.string().transform((s) => s.split(","))]).optional()
+  features: listOf(z.string()).optional()
     .describe(
       "precomputed features train,val,test (.safetensors with 'features' and 'labels'; val may be empty)",
     ),
@@ -49,7 +44,9 @@ const schema = z.object({
     "validation share carved from train when there is no validation split; not used when the dataset has a " +
       "val split or --features names a val file; 0 without one is refused",
   ),
-  lambdaGrid: numberList.default([...defaultLambdaGrid]).describe("λ grid for the ERM head (tuned on val)"),
+  lambdaGrid: numberList(z.number().positive()).default([...defaultLambdaGrid]).describe(
+    "λ grid for the ERM head (tuned on val)",
+  ),
   lambdaExtend: z.coerce.number().int().min(0).default(defaultLambdaExtension).describe(
     "λ values tried past the grid's end where the best λ lies, while each lowers the validation NLL by more than 0.1% (0: the grid alone)",
   ),
@@ -63,7 +60,7 @@ const schema = z.object({
   rho: z.coerce.number().min(0).max(1).optional().describe(
     "ESS floor ρ, 0 disables (default 0.3 carrot, 0.5 rro)",
   ),
-  gammas: numberList.default([...defaultCarrotGammas]).describe(
+  gammas: numberList(z.number().min(0)).default([...defaultCarrotGammas]).describe(
     "consistency weights γ; carrot runs its paths per γ and its selection picks (0 alone halves the paths' cost); rro uses the first",
   ),
   stepSize: z.coerce.number().positive().optional().describe(
@@ -134,15 +131,12 @@ const schema = z.object({
   influenceMethod: z.enum(["auto", "direct", "exact", "ekfac"]).default("ekfac").describe(
     "test influence: EK-FAC, or exact by block CG (exact), a Cholesky factor of H (direct), or whichever costs less (auto)",
   ),
-  faithfulnessMethods: z.union([z.array(z.string()), z.string().transform((s) => s.split(","))])
+  faithfulnessMethods: listOf(z.string())
     .default(["representer", "influence", "random"]).describe("methods compared by remove/keep top-K"),
   faithfulnessSample: z.coerce.number().int().min(1).default(4).describe(
     "test points sampled for faithfulness (4 keeps the default run within 180 s; use more for a study)",
   ),
-  faithfulnessKs: z.union([
-    z.array(z.number().int().positive()),
-    z.string().transform((s) => s.split(",").map(Number)),
-  ])
+  faithfulnessKs: numberList(z.number().int().positive())
     .default([1, 5, 20]).describe("K values of remove/keep top-K"),
   batchSize: z.coerce.number().int().min(1).default(32).describe("images per backbone batch"),
   cacheDir: z.string().default("data/cache/features").describe("feature cache folder"),

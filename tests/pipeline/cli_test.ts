@@ -237,6 +237,27 @@ Deno.test("deno task train refuses bad input in one line, exit code 1 or 2, no s
         () => /^train: --folds: Too small: expected number to be >=2$/,
       ),
   );
+  await t.step(
+    "a list item that is not a number (exit 2)",
+    () =>
+      refuses(
+        () => Promise.resolve(["--lambda-grid", "1,abc"]),
+        2,
+        () => /^train: --lambdaGrid\.1: Invalid input: expected number, received NaN$/,
+      ),
+  );
+  await t.step(
+    "a --config file's lists are checked item by item: the default γ list [0, 10] passes (exit 2 for --folds alone)",
+    () =>
+      refuses(
+        (dir) => {
+          writeFileSync(join(dir, "c.json"), JSON.stringify({ gammas: [0, 10], folds: 1 }));
+          return Promise.resolve(["--config", join(dir, "c.json")]);
+        },
+        2,
+        (dir) => escaped(`--folds: Too small: expected number to be >=2 (in ${join(dir, "c.json")})`),
+      ),
+  );
 });
 
 Deno.test("deno task train --val-fraction 0 without a --features val file exits 2 with the fix, before any run", async () => {
