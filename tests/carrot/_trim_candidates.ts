@@ -1,8 +1,9 @@
 /** Checks shared by the tests of CARROT's trim candidates (out-of-fold, k-NN, in-sample, self-influence). */
 import assert from "node:assert/strict";
 import type { LabeledFeatures } from "../../lib/carrot/labeled_features.ts";
-import type { CarrotResult } from "../../lib/carrot/carrot.ts";
-import { disposeHead } from "../../lib/carrot/head.ts";
+import * as tf from "@tensorflow/tfjs";
+import { type CarrotResult, carrotReweight, describeCandidate } from "../../lib/carrot/carrot.ts";
+import { disposeHead, fitHead, type HeadFit } from "../../lib/carrot/head.ts";
 import { selectWeighting } from "../../lib/carrot/selection.ts";
 import { assertClose } from "../_assert.ts";
 import { makeFineGrainedFeatures } from "../../lib/data/synthetic_features.ts";
@@ -118,4 +119,50 @@ export async function assertDetectorTrims(
 /** Without the second detector only ERM and the out-of-fold trims (and their graded mean) are candidates. */
 export function assertOutOfFoldTrimsOnly(run: Pick<CarrotResult, "selection">): void {
   assert.deepEqual(run.selection.rows.map((r) => r.label.weighting), ["none", "trim", "trim", "graded-trim"]);
+}
+
+/** One extra detector of `carrotReweight`: its option, its candidates' weighting, its scores and a reference. */
+export interface DetectorCase {
+  /** The option that turns it on. */
+  option: "inSampleTrim" | "selfInfluenceTrim";
+  /** Its candidates' `weighting` label (`in-sample-trim`, …). */
+  weighting: string;
+  /** Expected `describeCandidate` text of some of its rows (row index → text). */
+  described: Record<number, string>;
+  /** The scores the run reports for it (`inSampleLosses`, `selfInfluences`). */
+  scores: (run: CarrotResult) => ArrayLike<number> | undefined;
+  /** The same scores computed directly from the plain ERM fit at λ. */
+  reference: (erm: HeadFit, train: LabeledFeatures) => Promise<ArrayLike<number>>;
+  /** Tolerance of scores against reference. */
+  tolerance: { rtol: number; atol: number };
+}
+
+/**
+ * The test of one extra detector on `trimProblem` with `trimOptions`: on, its rows follow the out-of-fold trims with
+ * the expected labels, its scores equal those of the ERM head (λ given, so the plain fit at λ), and its candidates are
+ * the mass-keeping trims by them (`assertDetectorTrims`); off, only the out-of-fold trims and no scores. No tensor
+ * leaks.
+ */
+export async function assertDetectorOption(detector: DetectorCase): Promise<void> {
+  const data = trimProblem(), { lambda, numClasses } = trimOptions;
+  const before = tf.memory().numTensors;
+  const run = await carrotReweight(data.train, data.val, { ...trimOptions, [detector.option]: true });
+  assertTrimRows(run, detector.weighting);
+  for (const [row, text] of Object.entries(detector.described)) {
+    assert.equal(describeCandidate(run.selection.rows[Number(row)].label), text);
+  }
+  const erm = await fitHead(data.train, { lambda, numClasses, tol: 1e-8 });
+  assertClose(detector.scores(run)!, await detector.reference(erm, data.train), {
+    ...detector.tolerance,
+    what: detector.option,
+  });
+  disposeHead(erm);
+  await assertDetectorTrims(run, data, detector.scores(run)!);
+  disposeHead(run.fit);
+  const off = await carrotReweight(data.train, data.val, { ...trimOptions, [detector.option]: false });
+  assertOutOfFoldTrimsOnly(off);
+  assert.equal(detector.scores(off), undefined);
+  disposeHead(off.fit);
+  assert.equal(tf.memory().numTensors, before, "tensors leaked");
+  tf.dispose([data.train.features, data.val.features, data.test.features]);
 }
