@@ -431,6 +431,7 @@ export {
 export {
   appendSeedRows,
   type CarrotSeedDetails,
+  defaultExperimentMethods,
   type ExperimentData,
   type ExperimentMethod,
   experimentMethods,

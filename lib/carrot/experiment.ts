@@ -85,36 +85,8 @@ import { logits } from "./_objective.ts";
 import { meanStd } from "../stats.ts";
 import { readValues } from "./_reads.ts";
 
-/** The methods of the experiment (see the module JSDoc). */
-export type ExperimentMethod =
-  | "erm"
-  | "carrot"
-  | "carrot-consistency"
-  | "carrot-gamma0"
-  | "carrot-knn"
-  | "carrot-in-sample-trims"
-  | "carrot-self-influence-trims"
-  | "carrot-bootstrap"
-  | "carrot-refined-trims"
-  | "carrot-graded-incumbent"
-  | "carrot-average-veto"
-  | "carrot-trim40"
-  | "carrot-trim-path"
-  | "carrot-selection"
-  | "carrot-rro-split"
-  | "rro"
-  | "rro-consistency"
-  | "rro-no-ess"
-  | "rro-representer"
-  | "rro-tracin"
-  | "rro-trak"
-  | "rro-split"
-  | "small-loss"
-  | "l2rw"
-  | "oracle";
-
-/** All methods, in table order. */
-export const experimentMethods: readonly ExperimentMethod[] = [
+/** All methods, in table order (see the module JSDoc). */
+export const experimentMethods = [
   "erm",
   "carrot",
   "carrot-consistency",
@@ -140,31 +112,24 @@ export const experimentMethods: readonly ExperimentMethod[] = [
   "small-loss",
   "l2rw",
   "oracle",
-];
+] as const;
+
+/** The methods of the experiment (see the module JSDoc). */
+export type ExperimentMethod = typeof experimentMethods[number];
 
 /**
- * Rows `runExperiment` runs only when asked: the oracle (needs ground truth), the split-validation rows, CARROT
- * without its challenger, CARROT's paths given explicitly with or without γ = 10, and CARROT's measured variants
- * (k-NN, in-sample, self-influence, refined and 40% trims, the path from the graded trim, the bootstrap-weighted mean, the graded
- * incumbent, the average veto).
+ * Rows `runExperiment` runs only when asked: the oracle (needs ground truth), the split-validation row `rro-split`, and
+ * every `carrot-…` variant (CARROT without its challenger, its paths given explicitly with or without γ = 10, and its
+ * measured variants: k-NN, in-sample, self-influence, refined and 40% trims, the path from the graded trim, the
+ * bootstrap-weighted mean, the graded incumbent, the average veto, the challenger forced on).
  */
-const optInMethods: readonly ExperimentMethod[] = [
-  "oracle",
-  "carrot-consistency",
-  "carrot-gamma0",
-  "carrot-knn",
-  "carrot-in-sample-trims",
-  "carrot-self-influence-trims",
-  "carrot-bootstrap",
-  "carrot-refined-trims",
-  "carrot-graded-incumbent",
-  "carrot-average-veto",
-  "carrot-trim40",
-  "carrot-trim-path",
-  "rro-split",
-  "carrot-selection",
-  "carrot-rro-split",
-];
+const isOptIn = (method: ExperimentMethod) =>
+  method === "oracle" || method === "rro-split" || method.startsWith("carrot-");
+
+/** The rows `runExperiment` runs by default: every method of `experimentMethods` that is not opt-in, in table order. */
+export const defaultExperimentMethods: readonly ExperimentMethod[] = experimentMethods.filter((m) =>
+  !isOptIn(m)
+);
 
 /**
  * The rows of the robustness grid: ERM, CARROT's default, the original RRO and its split-validation form, the two
@@ -325,7 +290,7 @@ async function l2rwAlpha(erm: HeadFit, train: LabeledFeatures, val: LabeledFeatu
 
 /** Runs every method on every seed and returns one row per method (see the module JSDoc). */
 export async function runExperiment(options: ExperimentOptions): Promise<ExperimentRow[]> {
-  const methods = options.methods ?? experimentMethods.filter((m) => !optInMethods.includes(m));
+  const methods = options.methods ?? defaultExperimentMethods;
   const seeds = options.seeds ?? [0, 1, 2];
   const runs = new Map(
     methods.map((m) => [m, {

@@ -9,7 +9,12 @@ import {
   type SuspectRanking,
 } from "../../lib/carrot/debug.ts";
 import { faithfulness } from "../../lib/carrot/faithfulness.ts";
-import { appendSeedRows, experimentTable, runExperiment } from "../../lib/carrot/experiment.ts";
+import {
+  appendSeedRows,
+  defaultExperimentMethods,
+  experimentTable,
+  runExperiment,
+} from "../../lib/carrot/experiment.ts";
 import { disposeHead, fitHead } from "../../lib/carrot/head.ts";
 import { selfInfluence, testInfluence } from "../../lib/carrot/influence.ts";
 import { makeFineGrainedFeatures } from "../../lib/data/synthetic_features.ts";
@@ -168,6 +173,21 @@ Deno.test("faithfulness(): removing top supporters beats random removal; keeping
   assert.ok(few.agreement >= 0 && few.agreement <= 1 && few.kl >= 0);
   disposeHead(fit);
   dispose(data);
+});
+
+Deno.test("runExperiment()'s default rows: ERM, CARROT, the RRO family and the baselines; oracle and variants opt-in", () => {
+  assert.deepEqual(defaultExperimentMethods, [
+    "erm",
+    "carrot",
+    "rro",
+    "rro-consistency",
+    "rro-no-ess",
+    "rro-representer",
+    "rro-tracin",
+    "rro-trak",
+    "small-loss",
+    "l2rw",
+  ]);
 });
 
 Deno.test("runExperiment(): rows per method with mean ± std over seeds, markdown table", async () => {
