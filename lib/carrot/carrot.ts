@@ -21,9 +21,9 @@
  *      separated clouds it can find mislabelled points a linear head's losses miss. With `inSampleTrim` (opt-in)
  *      they are offered once more ranked by the ERM head's in-sample losses, small-loss filtering's detector. With
  *      `selfInfluenceTrim` (default since session 26) once more by the ERM head's EK-FAC self-influence, the
- *      attribution score. With
- *      `refinedTrim` (opt-in) the trims rank instead by the out-of-fold losses of fold heads refitted at the graded
- *      trim's α, cleaner judges (`refined_trim.ts`). With `trimPath` (opt-in) one more self-weighted path at γ = 0
+ *      attribution score. With `refinedTrim` (opt-in) the trims rank instead by the out-of-fold losses of fold heads
+ *      refitted at the graded trim's α, cleaner judges (`refined_trim.ts`). With `trimPath` (opt-in) one more
+ *      self-weighted path at γ = 0
  *      starts at the graded trim's α, a first-order refinement of the zeroth-order trim. Each candidate is refitted
  *      on all of train, temperature-scaled on val and scored by its calibrated validation loss. With `averageTop` k ≥ 2
  *      (default 3) the head is refitted at the mean α of the k best (`top_average.ts`), a hedge against near-ties that

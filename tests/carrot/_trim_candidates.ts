@@ -35,6 +35,13 @@ export const gateProblem = (rate: number) =>
   });
 
 /**
+ * The extra detectors off (k-NN, in-sample and self-influence trims), for tests about the out-of-fold trims and the
+ * selection alone; each detector has its own test (neighbours_test.ts, in_sample_trim_test.ts,
+ * self_influence_trim_test.ts).
+ */
+export const withoutExtraDetectors = { neighbourK: 0, inSampleTrim: false, selfInfluenceTrim: false };
+
+/**
  * `carrotReweight` options of the trim tests: λ 0.5, no outer steps (candidates: ERM and the trims at 10% and 30%
  * with their graded mean), no veto, challenger or averaging, and neither extra detector (each test turns its own on).
  */
@@ -49,9 +56,7 @@ export const trimOptions = {
   z: 0,
   validationPath: false,
   averageTop: 1,
-  neighbourK: 0,
-  inSampleTrim: false,
-  selfInfluenceTrim: false,
+  ...withoutExtraDetectors,
 };
 
 /** Each α of `alphas`, scored alone by `selectWeighting`, gets the calibrated val loss of its row of `rows`. */

@@ -26,6 +26,7 @@ import { makeFineGrainedFeatures } from "../../lib/data/synthetic_features.ts";
 import { Random } from "../../lib/random.ts";
 import { assertClose, relMax } from "../_assert.ts";
 import { assertLossesClose, lossesWithoutOwnFold } from "./_out_of_fold.ts";
+import { withoutExtraDetectors } from "./_trim_candidates.ts";
 
 await selectBackend("wasm", { threads: 1, quiet: true });
 
@@ -159,9 +160,7 @@ Deno.test("outOfFoldLosses(): the mean over fold assignments of each point's los
     paths: [{ heldOutWeighting: "uniform", gamma: 0 }],
     trimFractions: [0.3],
     trimSplits: 3,
-    neighbourK: 0, // nor about the k-NN trims (neighbours_test.ts)
-    inSampleTrim: false, // nor about the in-sample trims (in_sample_trim_test.ts)
-    selfInfluenceTrim: false, // nor about the self-influence trims (self_influence_trim_test.ts)
+    ...withoutExtraDetectors, // each detector has its own test
     tol: 1e-8,
     z: 0, // keep any gain: this test is about which points the trimming drops, not about the veto
     validationPath: false, // nor about the challenger
@@ -216,9 +215,7 @@ Deno.test("carrotReweight(): gradedTrim offers the mean of the trims as one more
     paths: [{ heldOutWeighting: "uniform", gamma: 0 }],
     trimFractions: fractions,
     gradedTrim: true,
-    neighbourK: 0, // the k-NN trims: neighbours_test.ts
-    inSampleTrim: false, // the in-sample trims: in_sample_trim_test.ts
-    selfInfluenceTrim: false, // the self-influence trims: self_influence_trim_test.ts
+    ...withoutExtraDetectors, // each detector has its own test
     tol: 1e-8,
     z: 0,
     validationPath: false,
@@ -255,9 +252,7 @@ Deno.test("carrotReweight(): averageTop k refits at the mean α of the k candida
     outerSteps: 2,
     paths: [{ heldOutWeighting: "self" as const, gamma: 0 }],
     trimFractions: fractions,
-    neighbourK: 0, // the k-NN trims: neighbours_test.ts
-    inSampleTrim: false, // the in-sample trims: in_sample_trim_test.ts
-    selfInfluenceTrim: false, // the self-influence trims: self_influence_trim_test.ts
+    ...withoutExtraDetectors, // each detector has its own test
     tol: 1e-8,
     z: 0,
     validationPath: false,
@@ -321,9 +316,7 @@ Deno.test("carrotReweight(): averageVeto keeps the best candidate alone exactly 
     outerSteps: 2,
     paths: [{ heldOutWeighting: "self" as const, gamma: 0 }],
     trimFractions: [0.1, 0.2, 0.3],
-    neighbourK: 0,
-    inSampleTrim: false,
-    selfInfluenceTrim: false,
+    ...withoutExtraDetectors, // each detector has its own test
     tol: 1e-8,
     z: 0,
     validationPath: false,
