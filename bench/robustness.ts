@@ -530,6 +530,37 @@ const lambdaExtensionCells = (): Cell[] => [
 ];
 
 /**
+ * The strong CUB-sized cells of sessions 22–24 with the default of session 26 (the self-influence trims, the λ search
+ * extended, the average veto), as `current-default/strong-cub-sized/…`: every (noise, validation images per class,
+ * seeds) of `averageVetoReplicationCells`, `trim40Cells`, `trimPathCells` and the veto's unseen cell, all rows
+ * recomputed (the λ extension changes ERM's λ there too), so their stored cells keep the figures their rules were
+ * judged on. Expectation, written in session 28 before any of them ran: (C-a) acceptance 1 in all nine; (C-b) Δ ≥ +2
+ * and more than one std of the per-seed difference in all nine (every one is noisy); (C-c) CARROT not below
+ * small-loss in any; (C-d) the mean Δ over the nine not below that of the stored default rows of their session
+ * (each against its own ERM row).
+ */
+const currentDefaultStrongCubSizedCells = () =>
+  ([
+    [0.2, 3, [0, 1, 2]],
+    [0.2, 5, [3, 4, 5]],
+    [0.2, 5, [6, 7, 8]],
+    [0.2, 5, [9, 10, 11]],
+    [0.2, 10, [0, 1, 2]],
+    [0.3, 5, [0, 1, 2]],
+    [0.3, 5, [3, 4, 5]],
+    [0.4, 5, [0, 1, 2]],
+    [0.4, 5, [3, 4, 5]],
+  ] as [number, number, number[]][]).map(([noise, v, seeds]): Cell => ({
+    id: `current-default/strong-cub-sized/noise=${noise}/val=${v}/seeds=${seeds.join(",")}`,
+    features: "CUB-sized synthetic, S_c = 6 (strong features)",
+    noise,
+    valPerClass: v,
+    methods: ["erm", "carrot", "small-loss", "oracle"],
+    data: cubSizedData(v, noise, 6),
+    seeds,
+  }));
+
+/**
  * The grid's CUB-sized cell with every feature row L2-normalised (‖h_i‖ = 1, as CLIP-style embeddings are used; the
  * raw rows have ‖h‖ ≈ 30), with the λ search extended (the default) and on the default grid alone
  * (`…/grid-only`, `lambdaExtend: 0`), added in session 25 with these written before they ran: (N-a) extended, ERM
@@ -864,6 +895,7 @@ const allCells = () => [
   ...trim40Cells(),
   ...trimPathCells(),
   ...lambdaExtensionCells(),
+  ...currentDefaultStrongCubSizedCells(),
 ];
 
 /** The data of the grid's cell `id` (and how to release what it loaded), for other benches on the same cells. */
