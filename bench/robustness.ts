@@ -444,6 +444,23 @@ const averageVetoCells = () => [
   },
 ];
 
+/** A strong CUB-sized cell (S_c = 6) with rows `methods`, on `seeds` when given (else the bench's). */
+const strongCubSizedCell = (
+  id: string,
+  noise: number,
+  valPerClass: number,
+  methods: ExperimentMethod[],
+  seeds?: number[],
+): Cell => ({
+  id,
+  features: "CUB-sized synthetic, S_c = 6 (strong features)",
+  noise,
+  valPerClass,
+  methods,
+  data: cubSizedData(valPerClass, noise, 6),
+  ...(seeds ? { seeds } : {}),
+});
+
 /**
  * The average veto's replication (session 23, rule fixed before it ran; README "The average veto"): four strong
  * CUB-sized cells no step had seen — noise 0.2 with 5 per class on seeds 6–8, noise 0.4 with 5 per class, and
@@ -452,15 +469,15 @@ const averageVetoCells = () => [
 const averageVetoReplicationCells = () =>
   ([[0.2, 5, [6, 7, 8]], [0.4, 5], [0.2, 3], [0.2, 10]] as [number, number, number[]?][]).map((
     [noise, v, seeds],
-  ): Cell => ({
-    id: `average-veto-replication/strong-cub-sized/noise=${noise}/val=${v}`,
-    features: "CUB-sized synthetic, S_c = 6 (strong features)",
-    noise,
-    valPerClass: v,
-    methods: ["erm", "carrot", "carrot-average-veto", "small-loss", "oracle"],
-    data: cubSizedData(v, noise, 6),
-    ...(seeds ? { seeds } : {}),
-  }));
+  ) =>
+    strongCubSizedCell(
+      `average-veto-replication/strong-cub-sized/noise=${noise}/val=${v}`,
+      noise,
+      v,
+      ["erm", "carrot", "carrot-average-veto", "small-loss", "oracle"],
+      seeds,
+    )
+  );
 
 /**
  * CARROT offering a 40% trim too (`carrot-trim40`; session 24, rule fixed before it ran; README "The 40% trim"): the
@@ -471,15 +488,15 @@ const averageVetoReplicationCells = () =>
 const trim40Cells = () => [
   ...variantCells("trim40", ["erm", "carrot-trim40"], undefined, /^(synthetic|cub-sized)\//),
   ...freshSeedCells("trim40-fresh", ["erm", "carrot-trim40"]),
-  ...([[0.4, [3, 4, 5]], [0.3, [0, 1, 2]]] as [number, number[]][]).map(([noise, seeds]): Cell => ({
-    id: `trim40/strong-cub-sized/noise=${noise}/val=5/seeds=${seeds.join(",")}`,
-    features: "CUB-sized synthetic, S_c = 6 (strong features)",
-    noise,
-    valPerClass: 5,
-    methods: ["erm", "carrot", "carrot-trim40", "small-loss", "oracle"],
-    data: cubSizedData(5, noise, 6),
-    seeds,
-  })),
+  ...([[0.4, [3, 4, 5]], [0.3, [0, 1, 2]]] as [number, number[]][]).map(([noise, seeds]) =>
+    strongCubSizedCell(
+      `trim40/strong-cub-sized/noise=${noise}/val=5/seeds=${seeds.join(",")}`,
+      noise,
+      5,
+      ["erm", "carrot", "carrot-trim40", "small-loss", "oracle"],
+      seeds,
+    )
+  ),
   ...averageVetoReplicationCells().filter((cell) => cell.noise === 0.4).map((cell) => ({
     ...cell,
     id: `trim40/${cell.id}`,
@@ -500,15 +517,15 @@ const trim40Cells = () => [
 const trimPathCells = () => [
   ...variantCells("trim-path", ["erm", "carrot-trim-path"], undefined, /^(synthetic|cub-sized)\//),
   ...freshSeedCells("trim-path-fresh", ["erm", "carrot-trim-path"]),
-  ...([[0.3, [3, 4, 5]], [0.2, [9, 10, 11]]] as [number, number[]][]).map(([noise, seeds]): Cell => ({
-    id: `trim-path/strong-cub-sized/noise=${noise}/val=5/seeds=${seeds.join(",")}`,
-    features: "CUB-sized synthetic, S_c = 6 (strong features)",
-    noise,
-    valPerClass: 5,
-    methods: ["erm", "carrot", "carrot-trim-path", "small-loss", "oracle"],
-    data: cubSizedData(5, noise, 6),
-    seeds,
-  })),
+  ...([[0.3, [3, 4, 5]], [0.2, [9, 10, 11]]] as [number, number[]][]).map(([noise, seeds]) =>
+    strongCubSizedCell(
+      `trim-path/strong-cub-sized/noise=${noise}/val=5/seeds=${seeds.join(",")}`,
+      noise,
+      5,
+      ["erm", "carrot", "carrot-trim-path", "small-loss", "oracle"],
+      seeds,
+    )
+  ),
 ];
 
 /**
@@ -551,15 +568,15 @@ const currentDefaultStrongCubSizedCells = () =>
     [0.3, 5, [3, 4, 5]],
     [0.4, 5, [0, 1, 2]],
     [0.4, 5, [3, 4, 5]],
-  ] as [number, number, number[]][]).map(([noise, v, seeds]): Cell => ({
-    id: `current-default/strong-cub-sized/noise=${noise}/val=${v}/seeds=${seeds.join(",")}`,
-    features: "CUB-sized synthetic, S_c = 6 (strong features)",
-    noise,
-    valPerClass: v,
-    methods: ["erm", "carrot", "small-loss", "oracle"],
-    data: cubSizedData(v, noise, 6),
-    seeds,
-  }));
+  ] as [number, number, number[]][]).map(([noise, v, seeds]) =>
+    strongCubSizedCell(
+      `current-default/strong-cub-sized/noise=${noise}/val=${v}/seeds=${seeds.join(",")}`,
+      noise,
+      v,
+      ["erm", "carrot", "small-loss", "oracle"],
+      seeds,
+    )
+  );
 
 /**
  * The grid's CUB-sized cell with every feature row L2-normalised (‖h_i‖ = 1, as CLIP-style embeddings are used; the
