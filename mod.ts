@@ -33,6 +33,7 @@ export type { CgResult, PreconditionerFailure } from "./lib/carrot/_cg.ts";
 export { readCount, readPacked, readScalar, type ReadTally, readValues } from "./lib/carrot/_reads.ts";
 export type { HeadProblem } from "./lib/carrot/_objective.ts";
 export {
+  cloneHead,
   disposeHead,
   fitHead,
   type FitHeadOptions,
@@ -297,9 +298,11 @@ export {
   type CrossFitResult,
   crossFitReweight,
   type CrossFitStep,
+  type FoldAtOne,
   type FoldHeadOptions,
   type HeldOutWeighting,
   outOfFoldLosses,
+  SharedStart,
   stratifiedFolds,
   visitFoldHeads,
 } from "./lib/carrot/crossfit.ts";

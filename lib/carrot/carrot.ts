@@ -58,6 +58,7 @@ import {
   type CrossFitStep,
   type HeldOutWeighting,
   outOfFoldLosses,
+  SharedStart,
 } from "./crossfit.ts";
 import {
   calibratedLosses,
@@ -554,6 +555,7 @@ export async function carrotReweight(
     z: options.z,
     tol: options.tol,
   });
+  const shared = new SharedStart(); // every path's step 0 at α ≡ 1, computed once
   try {
     const trajectories: CarrotResult["trajectories"] = paths.map((path) => ({
       ...path,
@@ -581,6 +583,7 @@ export async function carrotReweight(
         ...crossFit,
         outerSteps: steps,
         start: last && { alpha: last.alpha, step: last.step },
+        shared,
         onStep: (entry) => (!last || entry.step > last.step) && options.onStep?.(path, entry),
       });
       const fresh = last ? run.trajectory.slice(1) : run.trajectory;
@@ -726,6 +729,7 @@ export async function carrotReweight(
     scorer.dispose();
     throw error;
   } finally {
+    shared.dispose();
     disposeHead(erm);
   }
 }

@@ -34,7 +34,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { inferNumClasses, type LabeledFeatures } from "./labeled_features.ts";
-import { disposeHead, fitHead, type HeadFit, headLogits } from "./head.ts";
+import { cloneHead, disposeHead, fitHead, type HeadFit, headLogits } from "./head.ts";
 import { validationAlphaGradient } from "./influence.ts";
 import { type ConsistencyOptions, consistencyRegularizer } from "./consistency.ts";
 import { constrainedStep, effectiveSampleSizes } from "./reweight.ts";
@@ -85,6 +85,11 @@ export interface CrossFitOptions {
   start?: { alpha: Float32Array; step: number };
   /** Called after every outer step with its trajectory entry. */
   onStep?: (entry: CrossFitStep) => void;
+  /**
+   * Step 0 shared by paths that start at α ≡ 1 with the same folds, λ and warm start (`SharedStart`): the first such
+   * path fills it, the others reuse it. Ignored with `start`.
+   */
+  shared?: SharedStart;
 }
 
 /** One outer step of the cross-fitted objective (step 0 = α ≡ 1). */
@@ -105,6 +110,60 @@ export interface CrossFitStep {
   accepted: boolean;
   /** Out-of-fold loss ℓ_i(W*_{−k(i)}(α)) of every training point `[n]`, at this step's α. */
   heldOutLosses: Float32Array;
+}
+
+/** One fold's evaluation at α ≡ 1: its held-out losses, its Theorem-B gradient and solve (see `SharedStart`). */
+export interface FoldAtOne {
+  /** ℓ_j(W*_{−k}(1)) of the fold's held-out points. */
+  losses: Float32Array;
+  /** g^{(k)} on the fold's training part, held-out weights 1. */
+  indirect: Float32Array;
+  /** s_k = H_k⁻¹ ∇L_k, the next CG solve's warm start (owned by the `SharedStart`). */
+  solution: tf.Tensor2D;
+}
+
+/**
+ * Step 0 of the paths that start at α ≡ 1, computed by the first and reused by the rest. At α ≡ 1 every held-out
+ * weight is 1 whichever the weighting ("uniform" or "self"), so the fold heads W*_{−k}(1), their held-out losses
+ * and each fold's Theorem-B term g^{(k)} (one CG solve) are the same for every path; only the self-weighting's
+ * direct term and γ's regulariser differ, and those are recomputed per path. Each path gets its own copies of the
+ * fold heads and CG solutions, so its steps are exactly those it would take alone. Free it with `dispose`.
+ */
+export class SharedStart {
+  #key = "";
+  #init: tf.Tensor2D | undefined;
+  #train: LabeledFeatures | undefined;
+  /** The fold heads W*_{−k}(1), owned here (each path refits from its own copies). */
+  fits: HeadFit[] = [];
+  /** Per fold k: its held-out losses, g^{(k)} and CG solution at α ≡ 1. */
+  folds: FoldAtOne[] = [];
+
+  /** Throws unless `options` are those of the path that filled it (the first call sets them). */
+  check(train: LabeledFeatures, options: CrossFitOptions & { numClasses: number }): void {
+    const key = [
+      options.seed ?? 0,
+      options.folds ?? 5,
+      options.lambda,
+      options.numClasses,
+      options.tol,
+      options.cgTol,
+    ].join("|");
+    if (this.#key === "") [this.#key, this.#init, this.#train] = [key, options.init, train];
+    const same = train.features === this.#train?.features && train.labels === this.#train?.labels;
+    if (key !== this.#key || options.init !== this.#init || !same) {
+      throw new RangeError(
+        "crossFitReweight: a SharedStart serves paths with the same training set, fold seed, folds, λ, " +
+          "tolerances and warm start; create one per setting",
+      );
+    }
+  }
+
+  /** Frees the fold heads and solutions. */
+  dispose(): void {
+    this.fits.forEach(disposeHead);
+    tf.dispose(this.folds.map((fold) => fold.solution));
+    [this.fits, this.folds] = [[], []];
+  }
 }
 
 /** The cross-fitted run: one entry per outer step, and the fold of every training point. */
@@ -283,6 +342,7 @@ async function crossFitLoss(
   alpha: Float32Array,
   options: CrossFitOptions,
   warm: WarmSolutions | undefined,
+  atOne?: FoldAtOne[],
 ): Promise<{ value: number; gradient?: Float32Array; heldOutLosses: Float32Array }> {
   const weighting = options.heldOutWeighting ?? "self", gamma = options.gamma ?? 0;
   const count = splits.parts.length;
@@ -294,17 +354,22 @@ async function crossFitLoss(
       ? Float32Array.from(part.heldOut, (i) => alpha[i])
       : new Float32Array(part.heldOut.length).fill(1);
     const total = weights.reduce((sum, w) => sum + w, 0);
-    const losses = await pointLosses(fits[k], part.test);
+    const losses = atOne?.[k]?.losses ?? await pointLosses(fits[k], part.test);
     part.heldOut.forEach((i, q) => heldOutLosses[i] = losses[q]);
     const foldLoss = losses.reduce((sum, l, q) => sum + weights[q] * l, 0) / total;
     value += foldLoss / count;
     if (!warm || !gradient) continue;
-    const indirect = await validationAlphaGradient(fits[k], part.train, part.test, {
-      valWeights: weights,
-      tol: options.cgTol ?? 1e-4,
-      initialSolution: warm[k],
-      keepSolution: true,
-    });
+    const indirect = atOne?.[k]
+      ? { gradient: atOne[k].indirect, solution: atOne[k].solution.clone() }
+      : await validationAlphaGradient(fits[k], part.train, part.test, {
+        valWeights: weights,
+        tol: options.cgTol ?? 1e-4,
+        initialSolution: warm[k],
+        keepSolution: true,
+      });
+    if (atOne && !atOne[k]) {
+      atOne[k] = { losses, indirect: indirect.gradient, solution: indirect.solution!.clone() };
+    }
     warm[k]?.dispose();
     warm[k] = indirect.solution;
     part.inside.forEach((i, q) => gradient[i] += indirect.gradient[q] / count);
@@ -385,8 +450,14 @@ export async function crossFitReweight(
   let stopReason: CrossFitResult["stopReason"] = "outer steps";
   const warm: WarmSolutions = [];
   try {
-    fits = await refitFolds(splits, alpha, splits.parts.map(() => options.init), resolved);
-    current = await crossFitLoss(splits, fits, alpha, options, warm);
+    const shared = options.start ? undefined : options.shared;
+    shared?.check(train, resolved);
+    if (shared?.fits.length) fits = shared.fits.map(cloneHead);
+    else {
+      fits = await refitFolds(splits, alpha, splits.parts.map(() => options.init), resolved);
+      if (shared) shared.fits = fits.map(cloneHead);
+    }
+    current = await crossFitLoss(splits, fits, alpha, options, warm, shared?.folds);
     record({ step: first, objective: current.value, stepSize: 0, halvings: 0, accepted: true });
     for (let step = first + 1; step <= first + (options.outerSteps ?? 6); step++) {
       let eta = eta0, halvings = 0, accepted: { alpha: Float32Array; fits: HeadFit[] } | undefined;

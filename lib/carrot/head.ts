@@ -201,6 +201,16 @@ export async function fitHead(train: LabeledFeatures, options: FitHeadOptions): 
   }
 }
 
+/** A copy of a fit that owns its own tensors (weights and curvature pairs), to be freed apart with `disposeHead`. */
+export function cloneHead(fit: HeadFit): HeadFit {
+  return {
+    ...fit,
+    alpha: fit.alpha.slice(),
+    weights: fit.weights.clone(),
+    curvature: fit.curvature.map((pair) => ({ ...pair, s: pair.s.clone(), y: pair.y.clone() })),
+  };
+}
+
 /** Frees the tensors of a fit (weights and curvature pairs). */
 export function disposeHead(fit: HeadFit): void {
   fit.weights.dispose();

@@ -5,6 +5,7 @@ import {
   crossFitObjective,
   crossFitReweight,
   outOfFoldLosses,
+  SharedStart,
   stratifiedFolds,
 } from "../../lib/carrot/crossfit.ts";
 import {
@@ -356,6 +357,38 @@ Deno.test("carrotReweight(): averageVeto keeps the best candidate alone exactly 
   }
   assert.deepEqual(verdicts, [true, false], "both branches of the rule must be exercised");
   assert.equal(tf.memory().numTensors, before, "tensors leaked");
+});
+
+Deno.test("crossFitReweight(): paths sharing their step 0 (SharedStart) take exactly the steps each takes alone", async () => {
+  const data = small(6, 0.3);
+  const options = { lambda: 1, numClasses: 8, folds: 3, outerSteps: 2 };
+  const before = tf.memory().numTensors;
+  const shared = new SharedStart();
+  try {
+    for (const path of carrotPaths([0, 10])) {
+      const alone = await crossFitReweight(data.train, { ...options, ...path });
+      const together = await crossFitReweight(data.train, { ...options, ...path, shared });
+      assert.equal(shared.fits.length, 3, "the first path fills the shared step 0");
+      const label = `${path.heldOutWeighting}, γ ${path.gamma}`;
+      assert.deepEqual(
+        together.trajectory.map((e) => e.objective),
+        alone.trajectory.map((e) => e.objective),
+        label,
+      );
+      together.trajectory.forEach((e, s) => {
+        assert.deepEqual(e.alpha, alone.trajectory[s].alpha, `${label}: α at step ${s}`);
+        assert.deepEqual(e.heldOutLosses, alone.trajectory[s].heldOutLosses, `${label}: losses at step ${s}`);
+      });
+    }
+    await assert.rejects(
+      crossFitReweight(data.train, { ...options, lambda: 2, shared }),
+      /SharedStart serves paths with the same/,
+    );
+  } finally {
+    shared.dispose();
+  }
+  assert.equal(tf.memory().numTensors, before, "tensors leaked");
+  dispose(data);
 });
 
 Deno.test("crossFitReweight(): resuming from step s at its α continues the same path", async () => {
